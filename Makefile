@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP_BASE := $(VENV)/.installed-base
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: demo test lint typecheck pytest bench system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_BASE): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_BASE)
+
+demo: $(STAMP_BASE)
+	$(VENV)/bin/steerloop demo
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+lint: $(STAMP_TEST)
+	$(VENV)/bin/ruff check steerloop tests examples benchmarks
+	$(VENV)/bin/ruff format --check steerloop tests examples benchmarks
+
+typecheck: $(STAMP_TEST)
+	$(VENV)/bin/mypy steerloop
+
+pytest: $(STAMP_TEST) system-deps
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP_TEST)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
