@@ -89,7 +89,9 @@ class EWMoments:
         weight = decayed + 1.0
         delta = value - self._mean
         self._mean = self._mean + delta / weight
-        self._scatter = self._forgetting * self._scatter + (decayed / weight) * np.outer(delta, delta)
+        self._scatter = self._forgetting * self._scatter + (decayed / weight) * np.outer(
+            delta, delta
+        )
         self._weight = weight
         self._count += 1
 
@@ -112,7 +114,8 @@ class EWMoments:
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = self._scatter / np.outer(scale, scale)
         corr[~np.isfinite(corr)] = np.nan
-        return np.clip(corr, -1.0, 1.0)
+        clipped: FloatArray = np.clip(corr, -1.0, 1.0)
+        return clipped
 
     def reset(self) -> None:
         """Forget every observation."""

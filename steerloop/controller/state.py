@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "SNAPSHOT_SCHEMA_VERSION",
     "DriftState",
-    "EngineState",
     "EWMomentsState",
+    "EngineState",
     "InterferenceState",
     "KalmanState",
     "RLSState",
@@ -99,7 +99,7 @@ class SeverityState(_StateModel):
 
 
 class EngineState(_StateModel):
-    """Policy engine bookkeeping: dwell, cooldowns, sequential schedule, explored strategies."""
+    """Policy engine bookkeeping: dwell, cooldowns and the sequential schedule."""
 
     last_switch_step: int | None = None
     rule_last_fired: dict[str, int] = Field(default_factory=dict)
@@ -109,13 +109,12 @@ class EngineState(_StateModel):
     sequential_index: int = 0
     sequential_best: float | None = None
     sequential_stall: int = 0
-    tried_strategies: list[str] = Field(default_factory=list)
 
 
 class SessionState(_StateModel):
     """Everything a session needs to continue exactly where it stopped."""
 
-    schema_version: Literal[1] = SNAPSHOT_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     session_id: str
     policy_objectives: list[str]
     step: int = Field(ge=0)
