@@ -1,0 +1,304 @@
+"""Recursive least squares with vector output, exponential forgetting and a windup guard.
+
+The model is z = Θᵀφ + e with regressor φ ∈ R^p, target z ∈ R^m and parameters
+Θ ∈ R^{p×m} (DESIGN.md, "RLS drift"). With forgetting λ ∈ (0, 1] one update is
+
+    g = Pφ,   δ = λ + φᵀg,   k = g / δ,
+    e = z − Θᵀφ                               (a-priori residual)
+    Θ ← Θ + k eᵀ
+    P ← (P − g gᵀ / δ) / λ                    (symmetric form of P − kφᵀP)
+
+from the prior Θ₀ = 0, P₀ = p₀ I. After n updates Θ minimizes the exponentially weighted
+ridge objective Σ_k λ^{n−k} ‖z_k − Θᵀφ_k‖² + λ^n tr(Θᵀ P₀⁻¹ Θ), i.e.
+
+    Θ_n = (Σ_k λ^{n−k} φ_k φ_kᵀ + λ^n P₀⁻¹)⁻¹ Σ_k λ^{n−k} φ_k z_kᵀ,
+
+which for λ = 1 is ridge regression with penalty 1/p₀. Under poor excitation (e.g. a constant
+regressor) with λ < 1, P grows like λ^{−n} in the unexcited directions until it overflows
+("covariance windup"); the guard rescales P so that tr P ≤ ``max_trace`` after every update.
+While the guard is inactive the recursion is exact.
+
+Implementation notes. Θ and P live in one array M = [P; Θᵀ] of shape (p + m, p), so the
+products Pφ and Θᵀφ come from one matrix–vector product r = Mφ, and the two rank-one
+corrections are one outer-product update M ← M − w (w[:p])ᵀ with w = [g; Θᵀφ − z] / √δ.
+Because the P block is corrected by (g/√δ)(g/√δ)ᵀ, which is symmetric bit for bit, P stays
+exactly symmetric and no re-symmetrization is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from steerloop.controller.state import RLSState
+from steerloop.errors import NotReadyError, NumericalError, ShapeError
+
+__all__ = ["RecursiveLeastSquares"]
+
+FloatArray = NDArray[np.float64]
+
+
+class RecursiveLeastSquares:
+    """Vector-output recursive least squares with forgetting and a covariance-trace bound.
+
+    Parameters
+    ----------
+    n_features : int
+        Regressor dimension p (include a constant 1 in φ for an intercept).
+    n_outputs : int
+        Target dimension m.
+    forgetting : float
+        λ ∈ (0, 1]; observation k of n carries weight λ^{n−k}. λ = 1 never forgets.
+    initial_covariance : float
+        p₀ > 0 of the prior P₀ = p₀ I (ridge penalty 1/p₀ when λ = 1).
+    max_trace : float
+        Bound on tr P applied after every update (windup guard); must be at least
+        tr P₀ = p·p₀.
+
+    Examples
+    --------
+    Learn z = Θᵀφ with Θ = [[2, 0], [1, -1]] from noiseless data:
+
+    >>> import numpy as np
+    >>> rls = RecursiveLeastSquares(2, 2, initial_covariance=1e5)
+    >>> true_theta = np.array([[2.0, 0.0], [1.0, -1.0]])
+    >>> for phi in ([1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, -1.0]):
+    ...     x = np.array(phi)
+    ...     rls.update(x, true_theta.T @ x)
+    >>> np.round(rls.theta, 4).tolist()
+    [[2.0, 0.0], [1.0, -1.0]]
+    >>> rls.predict(np.array([1.0, 2.0])).round(4).tolist()
+    [4.0, -2.0]
+    """
+
+    __slots__ = (
+        "_count",
+        "_diag",
+        "_forgetting",
+        "_initial_covariance",
+        "_inv_forgetting",
+        "_last",
+        "_matrix",
+        "_max_trace",
+        "_n_features",
+        "_n_outputs",
+        "_ones_features",
+        "_p",
+    )
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        *,
+        forgetting: float = 1.0,
+        initial_covariance: float = 100.0,
+        max_trace: float = 1e6,
+    ) -> None:
+        if n_features < 1:
+            raise ValueError(f"n_features must be >= 1, got {n_features}")
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+        if not 0.0 < forgetting <= 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
+        if not 0.0 < initial_covariance < math.inf:
+            raise ValueError(
+                f"initial_covariance must be positive and finite, got {initial_covariance}"
+            )
+        if not n_features * initial_covariance <= max_trace < math.inf:
+            raise ValueError(
+                f"max_trace must be finite and at least n_features * initial_covariance = "
+                f"{n_features * initial_covariance}, got {max_trace}; raise max_trace or lower "
+                "initial_covariance"
+            )
+        self._n_features = n_features
+        self._n_outputs = n_outputs
+        self._forgetting = float(forgetting)
+        self._inv_forgetting = 1.0 / self._forgetting
+        self._initial_covariance = float(initial_covariance)
+        self._max_trace = float(max_trace)
+        self._ones_features: FloatArray = np.ones(n_features)
+        self._matrix: FloatArray = np.zeros((n_features + n_outputs, n_features))
+        self._bind_views()
+        self._p[...] = np.eye(n_features) * self._initial_covariance
+        self._count = 0
+        self._last: FloatArray | None = None
+
+    def _bind_views(self) -> None:
+        """Views into M = [P; Θᵀ]: the P block and its (writable) diagonal."""
+        self._p: FloatArray = self._matrix[: self._n_features]
+        self._diag: FloatArray = np.einsum("ii->i", self._p)
+
+    # -- configuration and read-only state --------------------------------------------------
+
+    @property
+    def n_features(self) -> int:
+        """Regressor dimension p."""
+        return self._n_features
+
+    @property
+    def n_outputs(self) -> int:
+        """Target dimension m."""
+        return self._n_outputs
+
+    @property
+    def forgetting(self) -> float:
+        """Forgetting factor λ."""
+        return self._forgetting
+
+    @property
+    def count(self) -> int:
+        """Number of updates since construction or the last :meth:`reset`."""
+        return self._count
+
+    @property
+    def theta(self) -> FloatArray:
+        """Parameters Θ, shape (n_features, n_outputs) (a copy)."""
+        return self._matrix[self._n_features :].T.copy()
+
+    @property
+    def covariance(self) -> FloatArray:
+        """Covariance P, shape (n_features, n_features) (a copy)."""
+        return self._p.copy()
+
+    @property
+    def last_residual(self) -> FloatArray:
+        """A-priori residual e = z − Θᵀφ of the last update (Θ before that update).
+
+        Raises
+        ------
+        NotReadyError
+            Before the first update.
+        """
+        if self._last is None:
+            raise NotReadyError("RLS last residual", 1, 0)
+        # _last holds Θᵀφ − z; IEEE subtraction is sign-symmetric, so this is z − Θᵀφ exactly.
+        return -self._last[self._n_features :]
+
+    # -- learning -----------------------------------------------------------------------
+
+    def update(self, regressor: ArrayLike, target: ArrayLike) -> None:
+        """Learn one observation (φ, z).
+
+        Parameters
+        ----------
+        regressor : array of shape (n_features,)
+            φ, finite.
+        target : array of shape (n_outputs,)
+            z, finite.
+
+        Raises
+        ------
+        ShapeError
+            If φ or z has the wrong shape.
+        NumericalError
+            If φ or z is not finite (or so large, above ~1e150, that sums of squares
+            overflow). The estimator is left unchanged; callers filter missing values
+            before updating.
+        """
+        phi = np.asarray(regressor, dtype=np.float64)
+        z = np.asarray(target, dtype=np.float64)
+        p = self._n_features
+        if phi.shape != (p,):
+            raise ShapeError("regressor", (p,), phi.shape)
+        if z.shape != (self._n_outputs,):
+            raise ShapeError("target", (self._n_outputs,), z.shape)
+        # Sums of squares: non-finite iff an entry is (or the vector is absurdly large),
+        # without the invalid-value warnings that inf · 0 would raise in the products below.
+        if not math.isfinite(phi.dot(phi) + z.dot(z)):
+            raise NumericalError(
+                "RLS update",
+                "regressor or target is not finite (or above ~1e150); drop missing or invalid "
+                "values before updating",
+            )
+        r: FloatArray = self._matrix.dot(phi)  # [Pφ; Θᵀφ] = [g; prediction]
+        g = r[:p]
+        denom = self._forgetting + phi.dot(g)
+        if not 0.0 < denom < math.inf:
+            raise NumericalError(
+                "RLS update",
+                f"φᵀPφ + λ = {denom} is not positive and finite; rescale the regressors",
+            )
+        r[p:] -= z  # [g; Θᵀφ − z] = [g; −e]
+        w = r * (1.0 / math.sqrt(denom))
+        # P ← P − g gᵀ/δ and Θᵀ ← Θᵀ + e gᵀ/δ, as one rank-one update of M = [P; Θᵀ].
+        self._matrix -= np.multiply.outer(w, w[:p])
+        # Forgetting and windup guard in one scaling: P ← P · min(1/λ, max_trace / tr P).
+        trace = self._diag.dot(self._ones_features)  # tr(P − g gᵀ/δ)
+        if trace * self._inv_forgetting > self._max_trace:
+            self._p *= self._max_trace / trace
+        elif self._forgetting != 1.0:
+            self._p *= self._inv_forgetting
+        self._last = r
+        self._count += 1
+
+    def predict(self, regressor: ArrayLike) -> FloatArray:
+        """Prediction Θᵀφ, shape (n_outputs,), for a regressor φ of shape (n_features,)."""
+        phi = np.asarray(regressor, dtype=np.float64)
+        if phi.shape != (self._n_features,):
+            raise ShapeError("regressor", (self._n_features,), phi.shape)
+        # Same product as in update, so predict(φ) is bit-identical to the a-priori prediction.
+        prediction: FloatArray = self._matrix.dot(phi)[self._n_features :]
+        return prediction
+
+    def reset(self) -> None:
+        """Return to the prior Θ = 0, P = p₀ I and forget the count and last residual."""
+        self._matrix[...] = 0.0
+        self._p[...] = np.eye(self._n_features) * self._initial_covariance
+        self._count = 0
+        self._last = None
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def to_state(self) -> RLSState:
+        """Serializable state Θ, P, count (exact round trip through JSON).
+
+        The last residual is not part of the state; after :meth:`from_state`,
+        :attr:`last_residual` is available again after the next update.
+        """
+        return RLSState(
+            theta=self.theta.tolist(),
+            covariance=self._p.tolist(),
+            count=self._count,
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: RLSState,
+        *,
+        forgetting: float = 1.0,
+        initial_covariance: float = 100.0,
+        max_trace: float = 1e6,
+    ) -> RecursiveLeastSquares:
+        """Rebuild from :meth:`to_state` output.
+
+        The dimensions come from the state; ``forgetting``, ``initial_covariance`` and
+        ``max_trace`` are configuration and must match the estimator that was saved for the
+        continuation to be exact.
+
+        Raises
+        ------
+        ShapeError
+            If Θ is not a non-empty matrix or P is not (n_features, n_features).
+        """
+        theta = np.asarray(state.theta, dtype=np.float64)
+        if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] < 1:
+            raise ShapeError("theta", (-1, -1), theta.shape)
+        n_features, n_outputs = theta.shape
+        covariance = np.asarray(state.covariance, dtype=np.float64)
+        if covariance.shape != (n_features, n_features):
+            raise ShapeError("covariance", (n_features, n_features), covariance.shape)
+        rls = cls(
+            n_features,
+            n_outputs,
+            forgetting=forgetting,
+            initial_covariance=initial_covariance,
+            max_trace=max_trace,
+        )
+        rls._p[...] = covariance
+        rls._matrix[n_features:] = theta.T
+        rls._count = state.count
+        return rls
