@@ -43,6 +43,7 @@ _NUMERIC_GLOBAL = (
     "severity.margin",
     "severity.first_passage",
     "errors.scorer",
+    "errors.rule",
 )
 
 
@@ -70,4 +71,3 @@ def metric_kinds(objectives: Sequence[str]) -> dict[str, MetricKind]:
             if first != second:
                 kinds[f"interference.{first}.{second}"] = "number"
     return kinds
-

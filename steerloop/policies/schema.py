@@ -15,11 +15,19 @@ action is exactly one of ``switch_to``, ``sequential``, ``best_predicted``, ``ho
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    field_validator,
+    model_validator,
+)
 
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES, metric_kinds
 from steerloop.errors import PolicyError, PolicyIssue
@@ -48,7 +56,9 @@ _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class Strategy(_Model):
@@ -60,16 +70,20 @@ class Strategy(_Model):
     """
 
     prompt: str = Field(min_length=1, max_length=20_000)
-    emphasis: dict[str, float] = Field(default_factory=dict)
+    emphasis: dict[str, NonNegativeFloat] = Field(default_factory=dict)
     description: str = ""
 
     @field_validator("prompt")
     @classmethod
     def _only_known_placeholders(cls, prompt: str) -> str:
         try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None]
+            fields = [
+                name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None
+            ]
         except ValueError as error:
-            raise ValueError(f"prompt is not a valid template ({error}); write {{{{ for a literal {{") from None
+            raise ValueError(
+                f"prompt is not a valid template ({error}); write {{{{ for a literal {{"
+            ) from None
         unknown = sorted({name for name in fields if name not in _PLACEHOLDERS})
         if unknown:
             raise ValueError(
@@ -78,18 +92,11 @@ class Strategy(_Model):
             )
         return prompt
 
-    @field_validator("emphasis")
-    @classmethod
-    def _non_negative(cls, emphasis: dict[str, float]) -> dict[str, float]:
-        for name, weight in emphasis.items():
-            if not weight >= 0.0 or weight == float("inf"):
-                raise ValueError(f"emphasis weight of {name!r} must be finite and >= 0, got {weight}")
-        return emphasis
-
     def render(self, objectives: list[str], focus: str | None) -> str:
         """The prompt with its placeholders filled (plain substitution, no code)."""
         return self.prompt.format(
-            objectives=", ".join(objectives), focus=focus if focus is not None else ", ".join(objectives)
+            objectives=", ".join(objectives),
+            focus=focus if focus is not None else ", ".join(objectives),
         )
 
 
@@ -97,7 +104,9 @@ class Estimation(_Model):
     """Settings of the online estimators (DESIGN.md "Math")."""
 
     forgetting: float = Field(0.98, gt=0.0, le=1.0, description="RLS/EW forgetting factor λ")
-    warmup: int = Field(5, ge=2, le=100_000, description="updates before estimates and rules are used")
+    warmup: int = Field(
+        5, ge=2, le=100_000, description="updates before estimates and rules are used"
+    )
     dt: float = Field(1.0, gt=0.0, le=1e6, description="time between iterations Δt")
     measurement_noise: float = Field(0.01, gt=0.0, le=1.0, description="score noise variance R")
     process_noise: float = Field(
@@ -120,7 +129,9 @@ class SeveritySource(_Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> SeveritySource:
         if (self.objective is None) == (self.score is None):
-            raise ValueError("give exactly one of 'objective' (a policy objective) or 'score' (a scorer key)")
+            raise ValueError(
+                "give exactly one of 'objective' (a policy objective) or 'score' (a scorer key)"
+            )
         return self
 
 
@@ -129,8 +140,16 @@ class SeverityConfig(_Model):
 
     source: SeveritySource | None = Field(None, alias="from")
     threshold: float = Field(0.7, gt=0.0, lt=1.0)
+    phase_z: float = Field(
+        1.645,
+        ge=0.0,
+        le=10.0,
+        description="standard errors α − β must clear beyond phase_margin (0: point estimate)",
+    )
     phase_margin: float = Field(
-        0.05, ge=0.0, description="α − β must exceed this (beyond its standard error) for 'supercritical'"
+        0.05,
+        ge=0.0,
+        description="α − β must exceed this (beyond its standard error) for 'supercritical'",
     )
 
 
@@ -164,21 +183,29 @@ class Condition(_Model):
     @model_validator(mode="after")
     def _well_formed(self) -> Condition:
         combinators = [name for name in ("all", "any", "not_") if getattr(self, name) is not None]
-        comparators = [name for name in ("above", "below", "equals", "between") if getattr(self, name) is not None]
+        comparators = [
+            name
+            for name in ("above", "below", "equals", "between")
+            if getattr(self, name) is not None
+        ]
         if self.metric is None:
             if len(combinators) != 1 or comparators:
                 raise ValueError(
-                    "a condition is either {metric, above|below|equals|between} or exactly one of all/any/not"
+                    "a condition is either {metric, above|below|equals|between} "
+                    "or exactly one of all/any/not"
                 )
             return self
         if combinators:
             raise ValueError("a metric comparison cannot also hold all/any/not; nest them instead")
         if len(comparators) != 1:
+            got = " and ".join(comparators) if comparators else "none"
             raise ValueError(
-                f"metric {self.metric!r} needs exactly one of above/below/equals/between, got {comparators or 'none'}"
+                f"metric {self.metric!r} needs exactly one of above/below/equals/between, got {got}"
             )
         if self.between is not None and not self.between[0] <= self.between[1]:
-            raise ValueError(f"between needs [low, high] with low <= high, got {list(self.between)}")
+            raise ValueError(
+                f"between needs [low, high] with low <= high, got {list(self.between)}"
+            )
         return self
 
 
@@ -197,7 +224,7 @@ class BestPredictedAction(_Model):
     """Pick the strategy whose predicted equilibrium scores best under a utility."""
 
     utility: Literal["min", "mean", "weighted"] = "min"
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
 
 
 class AlertAction(_Model):
@@ -213,7 +240,7 @@ class Action(_Model):
     switch_to: str | None = None
     sequential: SequentialAction | None = None
     best_predicted: BestPredictedAction | None = None
-    hold: bool | None = None
+    hold: Literal[True] | None = None
     alert: AlertAction | None = None
 
     @model_validator(mode="after")
@@ -222,7 +249,7 @@ class Action(_Model):
         if len(chosen) != 1:
             raise ValueError(
                 "an action is exactly one of switch_to, sequential, best_predicted, hold, alert; "
-                f"got {chosen or 'none'}"
+                f"got {' and '.join(chosen) if chosen else 'none'}"
             )
         return self
 
@@ -328,25 +355,42 @@ def reference_problems(policy: Policy) -> list[tuple[Loc, str]]:
                 continue
             kind = kinds.get(condition.metric)
             if kind is None:
-                close = sorted(name for name in kinds if name.split(".")[0] == condition.metric.split(".")[0])
-                hint = f"; did you mean one of {close[:8]}" if close else ""
+                close = difflib.get_close_matches(condition.metric, list(kinds), n=3)
+                if not close:
+                    prefix = condition.metric.split(".")[0]
+                    close = sorted(name for name in kinds if name.split(".")[0] == prefix)[:8]
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
                 problems.append(((*loc, "metric"), f"unknown metric {condition.metric!r}{hint}"))
                 continue
             if kind == "category":
                 if condition.equals is None:
                     problems.append(
-                        ((*loc, "metric"), f"metric {condition.metric!r} is a category; compare it with 'equals'")
+                        (
+                            (*loc, "metric"),
+                            f"metric {condition.metric!r} is a category; compare it with 'equals'",
+                        )
                     )
                     continue
                 allowed = (
-                    tuple(sorted(strategies)) if condition.metric == "strategy" else CATEGORICAL_VALUES[condition.metric]
+                    tuple(sorted(strategies))
+                    if condition.metric == "strategy"
+                    else CATEGORICAL_VALUES[condition.metric]
                 )
                 if condition.equals not in allowed:
                     problems.append(
-                        ((*loc, "equals"), f"{condition.metric} is never {condition.equals!r}; values: {list(allowed)}")
+                        (
+                            (*loc, "equals"),
+                            f"{condition.metric} is never {condition.equals!r}; "
+                            f"values: {list(allowed)}",
+                        )
                     )
             elif isinstance(condition.equals, (str, bool)):
-                problems.append(((*loc, "equals"), f"metric {condition.metric!r} is a number; compare with a number"))
+                problems.append(
+                    (
+                        (*loc, "equals"),
+                        f"metric {condition.metric!r} is a number; compare with a number",
+                    )
+                )
         action = rule.then
         if action.switch_to is not None:
             need_strategy(action.switch_to, (*base, "then", "switch_to"))
@@ -355,12 +399,18 @@ def reference_problems(policy: Policy) -> list[tuple[Loc, str]]:
             if order != "auto":
                 for position, objective in enumerate(order):
                     need_objective(objective, (*base, "then", "sequential", "order", position))
-            for objective in objectives if order == "auto" else [o for o in order if o in known_objectives]:
-                if not any(strategy.emphasis.get(objective, 0.0) > 0 for strategy in policy.strategies.values()):
+            for objective in (
+                objectives if order == "auto" else [o for o in order if o in known_objectives]
+            ):
+                if not any(
+                    strategy.emphasis.get(objective, 0.0) > 0
+                    for strategy in policy.strategies.values()
+                ):
                     problems.append(
                         (
                             (*base, "then", "sequential"),
-                            f"no strategy emphasises objective {objective!r}, so sequential mode cannot focus it",
+                            f"no strategy emphasises objective {objective!r}, "
+                            "so sequential mode cannot focus it",
                         )
                     )
         if action.best_predicted is not None:
@@ -375,7 +425,13 @@ def validate_policy(policy: Policy, *, file: str = "<policy>") -> Policy:
     if problems:
         raise PolicyError(
             [
-                PolicyIssue(file=file, line=None, column=None, field=".".join(str(p) for p in loc), message=msg)
+                PolicyIssue(
+                    file=file,
+                    line=None,
+                    column=None,
+                    field=".".join(str(p) for p in loc),
+                    message=msg,
+                )
                 for loc, msg in problems
             ]
         )

@@ -1,0 +1,81 @@
+"""Packaging: the public API resolves, the version matches, the import stays light."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+
+import steerloop
+
+PUBLIC_MODULES = [
+    "steerloop",
+    "steerloop.errors",
+    "steerloop.controller.ewstats",
+    "steerloop.controller.rls",
+    "steerloop.controller.kalman",
+    "steerloop.controller.drift",
+    "steerloop.controller.spectrum",
+    "steerloop.controller.interference",
+    "steerloop.controller.severity",
+    "steerloop.controller.session",
+    "steerloop.controller.state",
+    "steerloop.controller.diagnostics",
+    "steerloop.policies",
+    "steerloop.policies.schema",
+    "steerloop.policies.engine",
+]
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_every_all_name_resolves(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    assert names, f"{module_name} has no __all__"
+    missing = [name for name in names if not hasattr(module, name)]
+    assert missing == []
+
+
+def test_version_matches_installed_metadata() -> None:
+    assert steerloop.__version__ == version("steerloop")
+
+
+def test_design_names_are_exported() -> None:
+    for name in ("Controller", "Session", "Decision", "Policy", "load_policy"):
+        assert name in steerloop.__all__
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, steerloop\n"
+        "heavy = [m for m in ('langchain', 'langgraph', 'redis', 'bandit', 'matplotlib', 'rich')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_controller_modules_do_no_io_or_logging() -> None:
+    import ast
+    from pathlib import Path
+
+    forbidden = {"logging", "structlog", "prometheus_client", "redis", "requests", "httpx"}
+    controller_dir = Path(steerloop.__file__).parent / "controller"
+    offenders = []
+    for path in controller_dir.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            offenders += [f"{path.name}: {root}" for root in roots & forbidden]
+    assert offenders == []
