@@ -51,7 +51,8 @@ def test_design_names_are_exported() -> None:
 def test_import_stays_light() -> None:
     code = (
         "import sys, steerloop\n"
-        "heavy = [m for m in ('langchain', 'langgraph', 'redis', 'bandit', 'matplotlib', 'rich')"
+        "heavy = [m for m in ('langchain', 'langgraph', 'redis', 'bandit', 'matplotlib', 'rich',"
+        " 'filterpy', 'scipy.stats')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

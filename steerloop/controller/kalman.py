@@ -38,7 +38,6 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 from numpy.typing import ArrayLike, NDArray
 
 from steerloop.controller.state import KalmanState
@@ -201,6 +200,10 @@ class ObjectiveFilter:
         self._noise: FloatArray = noise
         self._eye: FloatArray = np.eye(dim)
         self._R: FloatArray = np.diag(noise)
+        # filterpy pulls in scipy.stats (~0.8 s); import it on first use to keep
+        # `import steerloop` light.
+        from filterpy.kalman import KalmanFilter
+
         self._kf: Any = KalmanFilter(dim_x=dim, dim_z=dim, dim_u=dim)
         self._kf.x = mean.reshape(dim, 1)
         self._kf.P = initial_covariance * self._eye
