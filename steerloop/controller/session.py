@@ -188,6 +188,11 @@ class Session:
         return self._id
 
     @property
+    def controller(self) -> Controller:
+        """The controller this session belongs to."""
+        return self._controller
+
+    @property
     def strategy(self) -> str:
         """Strategy for the next call."""
         self._sync_policy()

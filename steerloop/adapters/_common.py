@@ -1,0 +1,303 @@
+"""Shared glue of the adapters: scoring a response, failing open, counting faults, targets.
+
+Every adapter funnels a response through :class:`Observer`, so the fault policy is the same
+everywhere (DESIGN.md "Conventions"): a scorer or controller error is caught, counted on the
+adapter, logged as a ``steerloop.adapter_fault`` structlog event — with the adapter, stage,
+session id and error type, never the prompt or response text — and the caller gets ``None``
+instead of a :class:`~steerloop.controller.session.Decision`. ``strict=True`` re-raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+
+import structlog
+
+if TYPE_CHECKING:
+    from steerloop.controller.session import Controller, Decision, Session
+    from steerloop.scoring.base import CompositeScorer, Scorer
+
+__all__ = [
+    "Observer",
+    "ScoreFn",
+    "Scoring",
+    "Target",
+    "TargetMetric",
+    "decision_payload",
+    "resolve_target",
+    "target_met",
+]
+
+#: A plain scoring function: ``fn(response) -> {objective: score}`` (sync or async).
+ScoreFn: TypeAlias = Callable[[Any], "Mapping[str, object] | Awaitable[Mapping[str, object]]"]
+#: What adapters accept as ``score``/``scorer``: a plain function or a steerloop ``Scorer``.
+Scoring: TypeAlias = "ScoreFn | Scorer"
+#: A target: one level for every objective, or a level per named objective.
+Target: TypeAlias = "float | Mapping[str, float]"
+#: Which diagnostics a target is compared with: filtered state or last raw scores.
+TargetMetric: TypeAlias = Literal["objective", "score"]
+
+_logger = structlog.get_logger("steerloop")
+
+
+class Observer:
+    """Scores a response and updates a session, failing open.
+
+    Parameters
+    ----------
+    controller : Controller
+        The controller whose sessions are updated.
+    adapter : str
+        Adapter name used in log events (``"loop"``, ``"runnable"``, ...).
+    score : Scoring | None
+        ``fn(response) -> {objective: score}``, or a steerloop ``Scorer`` (run through a
+        fail-open ``CompositeScorer``); ``None`` scores with the controller's scorers
+        (:meth:`Session.observe`).
+    strict : bool | None
+        Re-raise faults; ``None`` follows ``controller.strict``.
+    require_scorer : bool
+        Raise ``ValueError`` at construction when there is no way to score a response.
+    """
+
+    __slots__ = ("_adapter", "_composite", "_controller", "_faults", "_lock", "_score", "_strict")
+
+    def __init__(
+        self,
+        controller: Controller,
+        adapter: str,
+        *,
+        score: Scoring | None = None,
+        strict: bool | None = None,
+        require_scorer: bool = True,
+    ) -> None:
+        if require_scorer and score is None and controller.scorer is None:
+            raise ValueError(
+                f"{adapter}: the controller has no scorers; pass score=fn(response) -> "
+                "{objective: score}, or build the controller with scorers=[...] or a policy "
+                "that lists scorers"
+            )
+        if score is not None and not callable(score) and not hasattr(score, "score"):
+            raise TypeError(
+                f"{adapter}: score must be fn(response) -> {{objective: score}} or a Scorer, "
+                f"got {type(score).__name__}"
+            )
+        self._controller = controller
+        self._adapter = adapter
+        self._strict = controller.strict if strict is None else strict
+        self._composite: CompositeScorer | None = None
+        if score is not None and hasattr(score, "objectives") and hasattr(score, "score"):
+            from steerloop.scoring.base import CompositeScorer
+
+            self._composite = CompositeScorer(
+                [cast("Scorer", score)],
+                objectives=controller.policy.objectives,
+                strict=self._strict,
+            )
+            score = None
+        self._score = score
+        self._faults = 0
+        self._lock = threading.Lock()
+
+    @property
+    def strict(self) -> bool:
+        """Whether faults are re-raised."""
+        return self._strict
+
+    @property
+    def can_score(self) -> bool:
+        """Whether a response can be scored (a ``score`` function or controller scorers)."""
+        return (
+            self._score is not None
+            or self._composite is not None
+            or self._controller.scorer is not None
+        )
+
+    @property
+    def faults(self) -> int:
+        """Faults caught so far (exceptions swallowed plus decisions that carry an error)."""
+        return self._faults
+
+    def fault(self, stage: str, error: BaseException | str, session_id: str | None) -> None:
+        """Count and log one fault (the event never carries prompt or response text)."""
+        with self._lock:
+            self._faults += 1
+            total = self._faults
+        error_type = error if isinstance(error, str) else type(error).__name__
+        _logger.warning(
+            "steerloop.adapter_fault",
+            adapter=self._adapter,
+            stage=stage,
+            session_id=session_id,
+            error_type=error_type,
+            faults=total,
+        )
+
+    def _checked(self, decision: Decision, session_id: str) -> Decision:
+        if decision.error is not None:
+            # The controller held its strategy; the message is ours, but keep logs text-free.
+            self.fault("controller", "controller_fault", session_id)
+        return decision
+
+    def observe(
+        self, session: Session, response: object, context: Mapping[str, Any] | None = None
+    ) -> Decision | None:
+        """Score ``response`` and update ``session``; ``None`` on a (non-strict) fault."""
+        stage = "score"
+        try:
+            if self._composite is not None:
+                result = self._composite.score(response, context)
+                stage = "update"
+                decision = session.update(result.scores, scorer_errors=len(result.failures))
+            elif self._score is None:
+                decision = session.observe(response, context)
+            else:
+                scores = self._score(response)
+                if inspect.isawaitable(scores):
+                    _close(scores)
+                    raise TypeError(
+                        "score= returned an awaitable in a synchronous call; use the async "
+                        "path (ainvoke/astream/await) or a synchronous score function"
+                    )
+                stage = "update"
+                decision = session.update(scores)
+        except Exception as error:
+            if self._strict:
+                raise
+            self.fault(stage, error, session.id)
+            return None
+        return self._checked(decision, session.id)
+
+    async def aobserve(
+        self, session: Session, response: object, context: Mapping[str, Any] | None = None
+    ) -> Decision | None:
+        """Async twin of :meth:`observe` (awaits an async ``score`` function)."""
+        stage = "score"
+        try:
+            if self._composite is not None:
+                result = await self._composite.ascore(response, context)
+                stage = "update"
+                decision = await session.aupdate(result.scores, scorer_errors=len(result.failures))
+            elif self._score is None:
+                decision = await session.aobserve(response, context)
+            else:
+                scores = self._score(response)
+                if inspect.isawaitable(scores):
+                    scores = await scores
+                stage = "update"
+                decision = await session.aupdate(scores)
+        except Exception as error:
+            if self._strict:
+                raise
+            self.fault(stage, error, session.id)
+            return None
+        return self._checked(decision, session.id)
+
+    def update(self, session: Session, scores: Mapping[str, object]) -> Decision | None:
+        """:meth:`Session.update` with the same fault handling as :meth:`observe`."""
+        try:
+            decision = session.update(scores)
+        except Exception as error:
+            if self._strict:
+                raise
+            self.fault("update", error, session.id)
+            return None
+        return self._checked(decision, session.id)
+
+    async def aupdate(self, session: Session, scores: Mapping[str, object]) -> Decision | None:
+        """Async twin of :meth:`update`."""
+        try:
+            decision = await session.aupdate(scores)
+        except Exception as error:
+            if self._strict:
+                raise
+            self.fault("update", error, session.id)
+            return None
+        return self._checked(decision, session.id)
+
+    def prompt(self, session: Session) -> str:
+        """The session's current strategy prompt; ``""`` on a (non-strict) fault."""
+        try:
+            return session.prompt
+        except Exception as error:
+            if self._strict:
+                raise
+            self.fault("prompt", error, session.id)
+            return ""
+
+
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
+
+
+def resolve_target(target: Target, objectives: list[str]) -> dict[str, float]:
+    """Normalize a target to ``{objective: level}`` and validate it.
+
+    Examples
+    --------
+    >>> resolve_target(0.8, ["security", "efficiency"])
+    {'security': 0.8, 'efficiency': 0.8}
+    >>> resolve_target({"security": 0.9}, ["security", "efficiency"])
+    {'security': 0.9}
+    """
+    if isinstance(target, Mapping):
+        levels = {str(name): float(level) for name, level in target.items()}
+    else:
+        levels = dict.fromkeys(objectives, float(target))
+    if not levels:
+        raise ValueError("target names no objective; give a level or {objective: level}")
+    unknown = sorted(set(levels) - set(objectives))
+    if unknown:
+        raise ValueError(f"target names unknown objective(s) {unknown}; objectives: {objectives}")
+    for name, level in levels.items():
+        if not (math.isfinite(level) and 0.0 <= level <= 1.0):
+            raise ValueError(f"target level of {name!r} must be in [0, 1], got {level}")
+    return levels
+
+
+def target_met(
+    decision: Decision | None, target: Mapping[str, float], metric: TargetMetric = "objective"
+) -> bool:
+    """Whether every targeted objective reached its level in ``decision.diagnostics``.
+
+    ``metric="objective"`` compares the Kalman-filtered state, ``"score"`` the raw scores
+    of the last response. A missing value never meets a target.
+    """
+    if decision is None:
+        return False
+    diagnostics = decision.diagnostics
+    for name, level in target.items():
+        value = diagnostics.get(f"{metric}.{name}")
+        if not isinstance(value, float) or not value >= level:
+            return False
+    return True
+
+
+def decision_payload(decision: Decision | None) -> dict[str, Any]:
+    """A small JSON-friendly summary of a decision (for traces and agent state).
+
+    Examples
+    --------
+    >>> decision_payload(None)
+    {'fault': True}
+    """
+    if decision is None:
+        return {"fault": True}
+    return {
+        "strategy": decision.strategy,
+        "previous_strategy": decision.previous_strategy,
+        "changed": decision.changed,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "mode": decision.mode,
+        "focus": decision.focus,
+        "step": decision.step,
+        "missing": list(decision.missing),
+        "alerts": [alert.rule for alert in decision.alerts],
+        "error": decision.error,
+    }
