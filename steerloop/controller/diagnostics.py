@@ -8,13 +8,14 @@ mapping from these names to a float or a string. Missing or not-yet-estimated va
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal
 
 __all__ = [
     "CATEGORICAL_VALUES",
     "DiagnosticValue",
     "Diagnostics",
+    "LazyDiagnostics",
     "MetricKind",
     "metric_kinds",
 ]
@@ -71,3 +72,61 @@ def metric_kinds(objectives: Sequence[str]) -> dict[str, MetricKind]:
             if first != second:
                 kinds[f"interference.{first}.{second}"] = "number"
     return kinds
+
+
+class LazyDiagnostics(Mapping[str, DiagnosticValue]):
+    """A diagnostics mapping whose costly entries are computed on first read.
+
+    ``values`` holds the entries computed during the step; ``lazy`` maps names to
+    zero-argument functions that must capture the numbers they need *at that step* (the
+    session keeps changing). Each is called at most once. Iteration, ``len`` and equality
+    include the lazy names, so ``dict(diagnostics)`` computes everything.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> diagnostics = LazyDiagnostics({"step": 1.0}, {"slow": lambda: calls.append(1) or 2.0})
+    >>> diagnostics["step"], len(diagnostics), calls
+    (1.0, 2, [])
+    >>> diagnostics.get("slow"), diagnostics["slow"], calls
+    (2.0, 2.0, [1])
+    """
+
+    __slots__ = ("_lazy", "_values")
+
+    def __init__(
+        self,
+        values: dict[str, DiagnosticValue],
+        lazy: dict[str, Callable[[], DiagnosticValue]] | None = None,
+    ) -> None:
+        self._values = values
+        self._lazy = lazy or {}
+
+    def __getitem__(self, name: str) -> DiagnosticValue:
+        try:
+            return self._values[name]
+        except KeyError:
+            compute = self._lazy.pop(name)  # KeyError for unknown names, as a dict would
+            value = self._values[name] = compute()
+            return value
+
+    def get(self, name: str, default: DiagnosticValue = None) -> DiagnosticValue:  # type: ignore[override]
+        """Like ``dict.get`` (computes a lazy entry on first read)."""
+        if name in self._values:
+            return self._values[name]
+        if name in self._lazy:
+            return self[name]
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._values)
+        yield from list(self._lazy)
+
+    def __len__(self) -> int:
+        return len(self._values) + len(self._lazy)
+
+    def __repr__(self) -> str:
+        return f"LazyDiagnostics({dict(self)!r})"

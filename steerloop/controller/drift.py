@@ -81,6 +81,7 @@ class DriftModel:
         "_count",
         "_dim",
         "_dt",
+        "_equilibrium_cache",
         "_forgetting",
         "_phi",
         "_residuals",
@@ -122,6 +123,7 @@ class DriftModel:
         self._squared_error: FloatArray = np.zeros(dim)
         self._phi: FloatArray = np.ones(dim + 1)  # regressor buffer [x; 1]
         self._count = 0
+        self._equilibrium_cache: tuple[FloatArray | None] | None = None
 
     # -- configuration and counters ---------------------------------------------------------
 
@@ -192,6 +194,7 @@ class DriftModel:
         # EW mean of e², same recurrence as the EW mean: m ← m + (v − m)/W.
         self._squared_error += (residual * residual - self._squared_error) / self._residuals.weight
         self._count += 1
+        self._equilibrium_cache = None
 
     def reset(self) -> None:
         """Forget every transition (back to the prior)."""
@@ -200,6 +203,7 @@ class DriftModel:
         self._targets.reset()
         self._squared_error = np.zeros(self._dim)
         self._count = 0
+        self._equilibrium_cache = None
 
     # -- estimates ----------------------------------------------------------------------
 
@@ -260,16 +264,24 @@ class DriftModel:
         Needs warm-up.
         """
         A = self.A
+        if self._equilibrium_cache is not None:
+            cached = self._equilibrium_cache[0]
+            return None if cached is None else cached.copy()
         b = self._rls.theta[self._dim]
+        solution: FloatArray | None = None
         with np.errstate(all="ignore"):
             condition = float(np.linalg.cond(A))
-        if not condition <= EQUILIBRIUM_MAX_CONDITION:
-            return None
-        try:
-            solution: FloatArray = -np.linalg.solve(A, b)
-        except np.linalg.LinAlgError:
-            return None
-        return solution if bool(np.all(np.isfinite(solution))) else None
+        if condition <= EQUILIBRIUM_MAX_CONDITION:
+            try:
+                solution = -np.linalg.solve(A, b)
+            except np.linalg.LinAlgError:
+                solution = None
+        if solution is not None and not bool(np.all(np.isfinite(solution))):
+            solution = None
+        # Cached until the next update: the session reads every strategy's equilibrium each
+        # step, and only the running strategy's model changes.
+        self._equilibrium_cache = (solution,)
+        return None if solution is None else solution.copy()
 
     @property
     def last_residual(self) -> FloatArray:

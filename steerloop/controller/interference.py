@@ -40,7 +40,7 @@ from steerloop.controller.ewstats import EWMoments
 from steerloop.controller.state import EWMomentsState, InterferenceState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 
-__all__ = ["InterferenceTracker", "interference_order"]
+__all__ = ["InterferenceTracker", "interference_order", "off_diagonal_minimum"]
 
 FloatArray = NDArray[np.float64]
 
@@ -256,6 +256,15 @@ def _restore(state: EWMomentsState, dim: int, forgetting: float, label: str) -> 
     if len(state.mean) != dim:
         raise ShapeError(f"interference state {label!r} mean", (dim,), (len(state.mean),))
     return EWMoments.from_state(state, forgetting=forgetting)
+
+
+def off_diagonal_minimum(matrix: FloatArray) -> float:
+    """The most negative finite off-diagonal entry of an interference matrix (NaN if none).
+
+    Same value as :meth:`InterferenceTracker.minimum` for a matrix already computed.
+    """
+    found = _upper_minimum(matrix)
+    return math.nan if found is None else found[2]
 
 
 def _upper_minimum(matrix: FloatArray) -> tuple[int, int, float] | None:

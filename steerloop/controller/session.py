@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from steerloop.controller.diagnostics import DiagnosticValue
+from steerloop.controller.diagnostics import DiagnosticValue, LazyDiagnostics
 from steerloop.controller.drift import DriftModel
-from steerloop.controller.interference import InterferenceTracker
+from steerloop.controller.interference import InterferenceTracker, off_diagonal_minimum
 from steerloop.controller.kalman import ObjectiveFilter, clean_measurement
 from steerloop.controller.severity import SeverityModel
 from steerloop.controller.spectrum import SpectrumReport, analyze_spectrum
@@ -362,16 +362,17 @@ class Session:
             est.severity.update(severity_value)
 
         spectrum, equilibrium = self._spectrum(drift)
-        diagnostics = self._diagnostics(
-            filtered, drift, spectrum, equilibrium, severity_value, strategy
+        interference_matrix = est.interference.matrix() if est.interference.ready() else None
+        diagnostic_values, lazy = self._diagnostics(
+            filtered, drift, spectrum, equilibrium, interference_matrix, severity_value, strategy
         )
+        diagnostics = LazyDiagnostics(diagnostic_values, lazy)
         equilibria: dict[str, FloatArray | None] = {}
         estimated: set[str] = set()
         for name, model in est.drift.items():
             if model.ready:
                 estimated.add(name)
-                equilibria[name] = model.equilibrium
-        interference_matrix = est.interference.matrix() if est.interference.ready() else None
+                equilibria[name] = equilibrium if model is drift else model.equilibrium
         outcome = engine.decide(
             diagnostics,
             EngineContext(
@@ -386,12 +387,12 @@ class Session:
             est.memory,
         )
         self._rule_errors += outcome.rule_errors
-        diagnostics["errors.rule"] = float(self._rule_errors)
+        diagnostic_values["errors.rule"] = float(self._rule_errors)
         changed = outcome.strategy != strategy
         if changed:
             self._strategy = outcome.strategy
             self._strategy_steps = 0
-        self._predict_prior()
+        self._predict_prior(None if changed else spectrum)
         return Decision(
             strategy=self._strategy,
             prompt=self._render(self._strategy, outcome.focus),
@@ -442,9 +443,11 @@ class Session:
         drift: DriftModel,
         spectrum: SpectrumReport | None,
         equilibrium: FloatArray | None,
+        interference_matrix: FloatArray | None,
         severity_value: float | None,
         strategy: str,
-    ) -> dict[str, DiagnosticValue]:
+    ) -> tuple[dict[str, DiagnosticValue], dict[str, Callable[[], DiagnosticValue]]]:
+        """The step's diagnostics; the first-passage time (a quadrature) is computed lazily."""
         est = self._est
         policy = self._controller.policy
         objectives = self._objectives
@@ -468,14 +471,13 @@ class Session:
             diag[f"drift.equilibrium.{name}"] = (
                 _finite_or_none(float(equilibrium[i])) if equilibrium is not None else None
             )
-        if est.interference.ready():
-            matrix = est.interference.matrix()
-            diag["interference.min"] = _finite_or_none(est.interference.minimum())
+        if interference_matrix is not None:
+            diag["interference.min"] = _finite_or_none(off_diagonal_minimum(interference_matrix))
             for i, first in enumerate(objectives):
                 for j, second in enumerate(objectives):
                     if i != j:
                         diag[f"interference.{first}.{second}"] = _finite_or_none(
-                            float(matrix[i, j])
+                            float(interference_matrix[i, j])
                         )
         else:
             diag["interference.min"] = None
@@ -485,32 +487,39 @@ class Session:
                         diag[f"interference.{first}.{second}"] = None
         severity = est.severity
         diag["severity.value"] = severity_value
+        lazy: dict[str, Callable[[], DiagnosticValue]] = {}
         if severity.ready:
             diag["severity.alpha"] = _finite_or_none(severity.alpha)
             diag["severity.beta"] = _finite_or_none(severity.beta)
             diag["severity.gamma"] = _finite_or_none(severity.gamma)
             diag["severity.margin"] = _finite_or_none(severity.margin)
             diag["severity.phase"] = severity.phase
-            try:
-                passage = severity.first_passage(policy.severity.threshold)
-            except (NumericalError, NotReadyError, ArithmeticError, ValueError):
-                passage = math.nan
-            diag["severity.first_passage"] = passage if not math.isnan(passage) else None
+            lazy["severity.first_passage"] = _first_passage_thunk(
+                severity, policy.severity.threshold
+            )
         else:
             for key in ("alpha", "beta", "gamma", "margin", "first_passage"):
                 diag[f"severity.{key}"] = None
             diag["severity.phase"] = "unknown"
         diag["errors.scorer"] = float(self._scorer_errors)
-        return diag
+        return diag, lazy
 
-    def _predict_prior(self) -> None:
-        """Kalman prior for the next step under the next strategy's drift (DESIGN.md)."""
+    def _predict_prior(self, spectrum: SpectrumReport | None) -> None:
+        """Kalman prior for the next step under the next strategy's drift (DESIGN.md).
+
+        ``spectrum`` is the next strategy's spectrum when already computed this step. The
+        learnt transition is used only while its discrete map is contracting (spectral radius
+        of I + AΔt below 1); otherwise, and before warm-up, a random walk.
+        """
         est = self._est
         policy = self._controller.policy
         model = est.drift.get(self._strategy)
         if model is not None and model.ready:
             F, offset, Q = model.transition()
-            spectral_radius = float(np.max(np.abs(np.linalg.eigvals(F))))
+            if spectrum is None:
+                spectral_radius = float(np.max(np.abs(np.linalg.eigvals(F))))
+            else:
+                spectral_radius = spectrum.spectral_radius
             if spectral_radius < 1.0:
                 floor = policy.estimation.process_noise * 1e-3
                 try:
@@ -613,6 +622,23 @@ class Session:
             ),
             memory=EngineMemory.from_state(state.engine),
         )
+
+
+def _first_passage_thunk(model: SeverityModel, threshold: float) -> Callable[[], float | None]:
+    """Capture the severity estimates now; compute the expected steps to ``threshold`` later."""
+    try:
+        deferred = model.deferred_first_passage(threshold)
+    except NotReadyError:
+        return lambda: None
+
+    def compute() -> float | None:
+        try:
+            passage = deferred()
+        except (NumericalError, ArithmeticError, ValueError):
+            return None
+        return None if math.isnan(passage) else passage
+
+    return compute
 
 
 def _finite_or_none(value: float) -> float | None:

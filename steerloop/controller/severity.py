@@ -50,6 +50,7 @@ observation is skipped and breaks the chain of transitions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, overload
 
 import numpy as np
@@ -666,6 +667,17 @@ class SeverityModel:
         time is beyond the double range. Raises :class:`~steerloop.errors.NotReadyError`
         before warm-up, or when there is no current value and no ``start``.
         """
+        return self.deferred_first_passage(threshold, start=start)()
+
+    def deferred_first_passage(
+        self, threshold: float, *, start: float | None = None
+    ) -> Callable[[], float]:
+        """:meth:`first_passage` with today's estimates, computed when the result is called.
+
+        The estimates are captured now (later updates do not change the answer); the
+        quadrature runs only if and when the returned function is called. Raises
+        :class:`~steerloop.errors.NotReadyError` now, as :meth:`first_passage` would.
+        """
         self._require_ready()
         origin = self._last if start is None else start
         if origin is None:
@@ -673,16 +685,14 @@ class SeverityModel:
         origin = min(max(float(origin), 0.0), 1.0)
         theta = self._theta()
         sigma0, sigma1 = self._sigmas()
-        time = mean_first_passage(
-            origin,
-            threshold,
-            float(theta[0]),
-            float(theta[1]),
-            float(theta[2]),
-            sigma0,
-            sigma1,
-        )
-        return time / self._dt
+        alpha, beta, gamma = float(theta[0]), float(theta[1]), float(theta[2])
+        dt = self._dt
+
+        def compute() -> float:
+            time = mean_first_passage(origin, threshold, alpha, beta, gamma, sigma0, sigma1)
+            return time / dt
+
+        return compute
 
     def stationary_density(self, grid_size: int = 2001) -> tuple[FloatArray, FloatArray]:
         """Stationary density (2) of the fitted SDE on ``grid_size`` points of [0, 1]."""
