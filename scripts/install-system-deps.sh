@@ -3,7 +3,7 @@
 # Idempotent: installs nothing when every tool is already on PATH. Needs root (CI runs as root).
 set -euo pipefail
 # "tool:debian-package" pairs; an issue that adds an integration test adds its pair here.
-REQUIRED=()
+REQUIRED=("promtool:prometheus" "prometheus:prometheus" "redis-server:redis-server")
 needed=()
 for pair in "${REQUIRED[@]}"; do
   tool=${pair%%:*}
