@@ -8,7 +8,7 @@ caller needs to react without parsing the message::
     ├── ShapeError       an array has the wrong shape (expected, got)
     ├── NotReadyError    an estimate was read before its warm-up finished (needed, have)
     ├── NumericalError   a computation produced a non-finite or ill-conditioned result
-    ├── ScorerError      a scorer failed; raised only in strict mode (scorer, reason)
+    ├── ScorerError      a scorer could not be built, or failed in strict mode (scorer, reason)
     └── StoreError       a session state store failed (store, key, reason)
 
 Messages say how to fix the problem, not only what went wrong.
@@ -129,7 +129,8 @@ class NumericalError(SteerloopError, ArithmeticError):
 
 
 class ScorerError(SteerloopError):
-    """A scorer failed. Raised only when the caller asked for ``strict=True``."""
+    """A scorer could not be built (reason ``import``/``config``/``unavailable``), or failed
+    while the caller asked for ``strict=True`` (otherwise failures are counted as missing)."""
 
     def __init__(self, scorer: str, reason: str, message: str = "") -> None:
         self.scorer = scorer

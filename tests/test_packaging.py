@@ -27,6 +27,22 @@ PUBLIC_MODULES = [
     "steerloop.policies",
     "steerloop.policies.schema",
     "steerloop.policies.engine",
+    "steerloop.policies.loader",
+    "steerloop.policies.conditions",
+    "steerloop.adapters",
+    "steerloop.adapters.loop",
+    "steerloop.adapters.langchain",
+    "steerloop.adapters.agents",
+    "steerloop.scoring",
+    "steerloop.scoring.base",
+    "steerloop.scoring.text",
+    "steerloop.scoring.code",
+    "steerloop.scoring.sandbox",
+    "steerloop.scoring.tasks",
+    "steerloop.scoring.judge",
+    "steerloop.telemetry",
+    "steerloop.telemetry.metrics",
+    "steerloop.telemetry.events",
 ]
 
 

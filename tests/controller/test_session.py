@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from steerloop import Controller, Decision, Policy, PolicyError, SessionState
+from steerloop import Controller, Decision, Policy, PolicyError, ScorerError, SessionState
 from steerloop.controller.diagnostics import metric_kinds
 from steerloop.policies.schema import validate_policy
 
@@ -267,3 +267,33 @@ def test_preset_controller_and_async_update() -> None:
     )
     assert decision.step == 1
     assert decision.strategy == controller.policy.initial
+
+
+def test_observe_scores_with_the_controllers_scorers_and_counts_failures() -> None:
+    from steerloop.scoring import CallableScorer
+
+    def security(response: object) -> float:
+        return 0.9 if "safe" in str(response) else 0.1
+
+    def broken(response: object) -> float:
+        raise RuntimeError("scorer down")
+
+    controller = Controller(
+        make_controller().policy,
+        scorers=[
+            CallableScorer(security, ["security"], name="sec"),
+            CallableScorer(broken, ["efficiency"], name="eff"),
+        ],
+    )
+    session = controller.session("o")
+    decision = session.observe("a safe answer")
+    assert decision.diagnostics["score.security"] == 0.9
+    assert decision.missing == ("efficiency", "functionality")
+    assert decision.diagnostics["errors.scorer"] == 1.0
+    assert controller.scorer is not None
+    assert controller.scorer.failure_counts[("eff", "raised")] == 1
+
+
+def test_observe_without_scorers_says_how_to_fix() -> None:
+    with pytest.raises(ScorerError, match=r"session\.update"):
+        make_controller().session("n").observe("text")

@@ -1,0 +1,55 @@
+"""The scoring package's public names resolve, its docstring examples run, the example runs."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MODULES = [
+    "steerloop.scoring",
+    "steerloop.scoring.base",
+    "steerloop.scoring.text",
+    "steerloop.scoring.sandbox",
+    "steerloop.scoring.tasks",
+    "steerloop.scoring.code",
+    "steerloop.scoring.judge",
+]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scoring_code.py"
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_all_names_resolve(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__
+    assert [name for name in module.__all__ if not hasattr(module, name)] == []
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_docstring_examples_run(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert results.failed == 0
+
+
+def test_importing_the_package_does_not_import_bandit() -> None:
+    code = "import sys, steerloop.scoring.code, steerloop.scoring; print('bandit' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_example_runs_quickly() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "security" in result.stdout and "functionality" in result.stdout
+    assert time.monotonic() - started < 10.0
