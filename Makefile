@@ -25,9 +25,11 @@ demo: $(STAMP_BASE)
 system-deps:
 	./scripts/install-system-deps.sh
 
+LINT_PATHS := $(wildcard steerloop tests examples benchmarks)
+
 lint: $(STAMP_TEST)
-	$(VENV)/bin/ruff check steerloop tests examples benchmarks
-	$(VENV)/bin/ruff format --check steerloop tests examples benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP_TEST)
 	$(VENV)/bin/mypy steerloop
