@@ -1,4 +1,4 @@
-"""The ``steerloop`` command line.
+"""The ``steerloop`` command line: ``demo``, ``simulate``, ``analyze``, ``validate``, ``schema``.
 
 Each subcommand is a :class:`Command`: a name, help texts, a function that declares its
 arguments and a function that runs it and returns the exit code. Adding a command is one
@@ -269,6 +269,14 @@ register(
         run=_run_schema,
     )
 )
+
+
+# ------------------------------------------------------------- demo, simulate, analyze
+
+from steerloop.simulate.commands import COMMAND_SPECS  # noqa: E402  (after the registry exists)
+
+for _name, _spec in COMMAND_SPECS.items():
+    register(Command(_name, *_spec))
 
 
 if __name__ == "__main__":

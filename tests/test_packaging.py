@@ -43,6 +43,11 @@ PUBLIC_MODULES = [
     "steerloop.telemetry",
     "steerloop.telemetry.metrics",
     "steerloop.telemetry.events",
+    "steerloop.simulate",
+    "steerloop.simulate.commands",
+    "steerloop.analysis",
+    "steerloop.analysis.plots",
+    "steerloop.cli",
 ]
 
 

@@ -1,0 +1,54 @@
+"""Offline analysis of logged loops: the JSONL trajectory format and the papers' batch fit.
+
+See :mod:`steerloop.analysis.trajectory` for the file format and
+:mod:`steerloop.analysis.fit` for what :func:`fit_trajectories` computes. Plots live in
+:mod:`steerloop.analysis.plots` (extra ``plot``).
+"""
+
+from steerloop.analysis.fit import (
+    AnalysisReport,
+    DriftFit,
+    InterferencePair,
+    SeverityFit,
+    StrategyFit,
+    fit_drift,
+    fit_severity,
+    fit_trajectories,
+    increment_correlation,
+)
+from steerloop.analysis.trajectory import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    TrajectoryArrays,
+    TrajectoryFormatError,
+    TrajectoryHeader,
+    TrajectoryLog,
+    TrajectoryRecord,
+    TrajectoryRecorder,
+    iter_jsonl,
+    read_jsonl,
+    write_jsonl,
+)
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "AnalysisReport",
+    "DriftFit",
+    "InterferencePair",
+    "SeverityFit",
+    "StrategyFit",
+    "TrajectoryArrays",
+    "TrajectoryFormatError",
+    "TrajectoryHeader",
+    "TrajectoryLog",
+    "TrajectoryRecord",
+    "TrajectoryRecorder",
+    "fit_drift",
+    "fit_severity",
+    "fit_trajectories",
+    "increment_correlation",
+    "iter_jsonl",
+    "read_jsonl",
+    "write_jsonl",
+]
