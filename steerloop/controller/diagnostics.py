@@ -8,7 +8,7 @@ mapping from these names to a float or a string. Missing or not-yet-estimated va
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Literal
 
 __all__ = [
@@ -112,11 +112,22 @@ class LazyDiagnostics(Mapping[str, DiagnosticValue]):
 
     def get(self, name: str, default: DiagnosticValue = None) -> DiagnosticValue:  # type: ignore[override]
         """Like ``dict.get`` (computes a lazy entry on first read)."""
-        if name in self._values:
+        try:
             return self._values[name]
-        if name in self._lazy:
-            return self[name]
-        return default
+        except KeyError:
+            if name in self._lazy:
+                return self[name]
+            return default
+
+    @property
+    def computed(self) -> Mapping[str, DiagnosticValue]:
+        """The entries computed so far (the mapping itself: read, do not modify)."""
+        return self._values
+
+    @property
+    def pending(self) -> Collection[str]:
+        """Names of the lazy entries not computed yet (a live view)."""
+        return self._lazy.keys()
 
     def __contains__(self, name: object) -> bool:
         return name in self._values or name in self._lazy

@@ -27,6 +27,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from steerloop.controller import _linalg
 from steerloop.controller.ewstats import EWMoments
 from steerloop.controller.rls import RecursiveLeastSquares
 from steerloop.controller.state import DriftState
@@ -38,6 +39,18 @@ FloatArray = NDArray[np.float64]
 
 #: The equilibrium −A⁻¹b is reported only when cond₂(A) is at most this.
 EQUILIBRIUM_MAX_CONDITION = 1e8
+
+_IDENTITY: dict[int, FloatArray] = {}
+
+
+def _identity(dim: int) -> FloatArray:
+    """``np.eye(dim)``, built once per dimension (read-only)."""
+    eye = _IDENTITY.get(dim)
+    if eye is None:
+        eye = _IDENTITY[dim] = np.eye(dim)
+        eye.flags.writeable = False
+    return eye
+
 
 # R² is undefined when Σ Var(z_i) is at most this fraction of Σ E[z_i²] (rounding noise).
 _CONSTANT_TARGET_RATIO = 1e-24
@@ -249,9 +262,9 @@ class DriftModel:
         targets' RMS), which includes zero variance. Needs warm-up.
         """
         self._require_ready("drift r2")
-        weight = self._targets.weight
-        total = float(np.trace(self._targets.scatter)) / weight
-        mean = self._targets.mean
+        targets = self._targets
+        total = float(targets._scatter.trace()) / targets.weight  # private: read, no copies
+        mean = targets._mean
         if not total > _CONSTANT_TARGET_RATIO * (total + float(mean.dot(mean))):
             return math.nan
         return 1.0 - float(self._squared_error.sum()) / total
@@ -263,25 +276,47 @@ class DriftModel:
         ``None`` when A is singular or cond₂(A) > :data:`EQUILIBRIUM_MAX_CONDITION` (1e8).
         Needs warm-up.
         """
-        A = self.A
+        self._require_ready("drift equilibrium")
+        solution = self._equilibrium_shared()
+        return None if solution is None else solution.copy()
+
+    def _drift_matrix(self) -> FloatArray:
+        """A (same values as :attr:`A`) as a contiguous copy; no warm-up check.
+
+        LAPACK works on a contiguous copy anyway: pass one to :meth:`_equilibrium_shared`
+        and the eigenvalue routine instead of the strided view.
+        """
+        return self._rls._parameters_view()[:, : self._dim].copy()
+
+    def _equilibrium_shared(self, A: FloatArray | None = None) -> FloatArray | None:
+        """:attr:`equilibrium` without the warm-up check and without a copy (read-only use).
+
+        Cached until the next update: the session reads every strategy's equilibrium each
+        step, and only the running strategy's model changes. ``A``: :meth:`_drift_matrix`
+        when the caller has it already.
+        """
         if self._equilibrium_cache is not None:
-            cached = self._equilibrium_cache[0]
-            return None if cached is None else cached.copy()
-        b = self._rls.theta[self._dim]
+            return self._equilibrium_cache[0]
+        if A is None:
+            A = self._drift_matrix()
+        b = self._rls._parameters_view()[:, self._dim]
         solution: FloatArray | None = None
-        with np.errstate(all="ignore"):
-            condition = float(np.linalg.cond(A))
+        # cond₂(A) = σ_max / σ_min as numpy.linalg.cond computes it (σ_min = 0 gives inf, NaN
+        # fails the test either way); solve as numpy.linalg.solve (see _linalg).
+        singular = _linalg.singular_values(A)
+        largest, smallest = float(singular[0]), float(singular[-1])
+        condition = largest / smallest if smallest != 0.0 else math.inf
         if condition <= EQUILIBRIUM_MAX_CONDITION:
             try:
-                solution = -np.linalg.solve(A, b)
+                solution = -_linalg.solve(A, b)
             except np.linalg.LinAlgError:
                 solution = None
-        if solution is not None and not bool(np.all(np.isfinite(solution))):
+        if solution is not None and not bool(np.isfinite(solution).all()):
             solution = None
-        # Cached until the next update: the session reads every strategy's equilibrium each
-        # step, and only the running strategy's model changes.
+        if solution is not None:
+            solution.flags.writeable = False
         self._equilibrium_cache = (solution,)
-        return None if solution is None else solution.copy()
+        return solution
 
     @property
     def last_residual(self) -> FloatArray:
@@ -311,10 +346,17 @@ class DriftModel:
         Q = Cov(η) = ΣΣᵀΔt = C_e Δt² (:attr:`diffusion` × Δt: the residual e of z = Δx/Δt
         has covariance C_e, so Δx's noise has C_e Δt²). Needs warm-up.
         """
-        A = self.A
-        F: FloatArray = np.eye(self._dim) + A * self._dt
-        offset: FloatArray = self._rls.theta[self._dim] * self._dt
-        Q: FloatArray = self.diffusion * self._dt
+        self._require_ready("drift transition")
+        parameters = self._rls._parameters_view()
+        dt = self._dt
+        if dt == 1.0:  # x · 1.0 == x exactly: skip the products
+            F: FloatArray = _identity(self._dim) + parameters[:, : self._dim]
+            offset: FloatArray = parameters[:, self._dim].copy()
+            Q: FloatArray = self._residuals.covariance
+        else:
+            F = _identity(self._dim) + parameters[:, : self._dim] * dt
+            offset = parameters[:, self._dim] * dt
+            Q = self._residuals.covariance * dt * dt
         return F, offset, Q
 
     # -- snapshots ------------------------------------------------------------------------

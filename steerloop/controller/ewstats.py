@@ -44,6 +44,8 @@ class EWMoments:
     ([1.0, 2.0], 1.0)
     """
 
+    __slots__ = ("_count", "_dim", "_forgetting", "_mean", "_scatter", "_weight")
+
     def __init__(self, dim: int, *, forgetting: float = 1.0) -> None:
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
@@ -88,10 +90,13 @@ class EWMoments:
         decayed = self._forgetting * self._weight
         weight = decayed + 1.0
         delta = value - self._mean
-        self._mean = self._mean + delta / weight
-        self._scatter = self._forgetting * self._scatter + (decayed / weight) * np.outer(
-            delta, delta
-        )
+        # In place, with the same roundings as m + δ/W' and λS + (λW/W') δδᵀ (the arrays are
+        # private: the properties hand out copies).
+        self._mean += delta / weight
+        term = delta[:, None] * delta  # np.outer(δ, δ)
+        term *= decayed / weight
+        self._scatter *= self._forgetting
+        self._scatter += term
         self._weight = weight
         self._count += 1
 
@@ -110,12 +115,21 @@ class EWMoments:
         """
         if self._count < 2:
             raise NotReadyError("EW correlation", 2, self._count)
-        scale = np.sqrt(np.diag(self._scatter))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = self._scatter / np.outer(scale, scale)
-        corr[~np.isfinite(corr)] = np.nan
-        clipped: FloatArray = np.clip(corr, -1.0, 1.0)
-        return clipped
+        scatter = self._scatter
+        scale = np.sqrt(scatter.diagonal())
+        product = scale[:, None] * scale  # np.outer(scale, scale)
+        corr: FloatArray
+        if float(product.min()) > 0.0:
+            # Every variance is positive: no division by zero, every entry finite.
+            corr = scatter / product
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corr = scatter / product
+            corr[~np.isfinite(corr)] = np.nan
+        # np.clip(corr, -1, 1) (NaN stays NaN), in place.
+        np.maximum(corr, -1.0, out=corr)
+        np.minimum(corr, 1.0, out=corr)
+        return corr
 
     def reset(self) -> None:
         """Forget every observation."""

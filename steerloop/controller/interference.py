@@ -189,8 +189,11 @@ class InterferenceTracker:
             )
             raise NotReadyError(what, self._needed, have)
         corr = stream.correlation
-        positive = np.flatnonzero(np.isfinite(np.diagonal(corr)))
-        corr[positive, positive] = 1.0
+        if math.isnan(float(corr.trace())):  # some objective never moved: NaN rows
+            positive = np.flatnonzero(np.isfinite(np.diagonal(corr)))
+            corr[positive, positive] = 1.0
+        else:  # clipped entries are finite or NaN: no NaN on the diagonal, all of it is 1
+            corr.flat[:: corr.shape[0] + 1] = 1.0
         return corr
 
     def minimum_pair(self, strategy: str | None = None) -> tuple[str, str, float] | None:
@@ -267,9 +270,23 @@ def off_diagonal_minimum(matrix: FloatArray) -> float:
     return math.nan if found is None else found[2]
 
 
+_UPPER: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+
+
+def _upper_indices(dim: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.triu_indices(dim, k=1)``, computed once per dimension (read-only arrays)."""
+    found = _UPPER.get(dim)
+    if found is None:
+        rows, cols = np.triu_indices(dim, k=1)
+        rows.flags.writeable = False
+        cols.flags.writeable = False
+        found = _UPPER[dim] = (rows, cols)
+    return found
+
+
 def _upper_minimum(matrix: FloatArray) -> tuple[int, int, float] | None:
     """(i, j, I_ij) of the smallest finite entry above the diagonal, first in row-major order."""
-    rows, cols = np.triu_indices(matrix.shape[0], k=1)
+    rows, cols = _upper_indices(matrix.shape[0])
     values = matrix[rows, cols]
     finite = ~np.isnan(values)
     if not finite.any():

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from steerloop.controller import _linalg
 from steerloop.controller.state import KalmanState
 from steerloop.errors import NumericalError, ShapeError
 
@@ -62,6 +63,8 @@ _NAN = math.nan
 
 def _score(item: object) -> float:
     """One entry of a measurement as a float in [0, 1], or NaN if it is not a valid score."""
+    if type(item) is float:  # the common case, decided without the checks below
+        return item if 0.0 <= item <= 1.0 else _NAN
     if isinstance(item, bool | np.bool_) or not isinstance(item, float | numbers.Real | Decimal):
         return _NAN  # a bool is not a score; neither is a string, None, a list, an object …
     try:
@@ -135,6 +138,20 @@ def clean_measurement(measurement: object, dim: int) -> tuple[FloatArray, BoolAr
     return np.full(dim, _NAN), np.zeros(dim, dtype=np.bool_)
 
 
+_CONSTANTS: dict[int, tuple[FloatArray, FloatArray]] = {}
+
+
+def _constants(dim: int) -> tuple[FloatArray, FloatArray]:
+    """Read-only ``(np.eye(dim), np.zeros((dim, dim)))``, one pair per dimension."""
+    found = _CONSTANTS.get(dim)
+    if found is None:
+        eye, zeros = np.eye(dim), np.zeros((dim, dim))
+        eye.flags.writeable = False
+        zeros.flags.writeable = False
+        found = _CONSTANTS[dim] = (eye, zeros)
+    return found
+
+
 def _as_vector(name: str, value: float | ArrayLike, dim: int) -> FloatArray:
     """A scalar broadcast to (d,), or an array that must already have shape (d,)."""
     array = np.array(value, dtype=np.float64)
@@ -198,8 +215,10 @@ class ObjectiveFilter:
             raise ValueError(f"initial_covariance must be finite and > 0, got {initial_covariance}")
         self._dim = dim
         self._noise: FloatArray = noise
-        self._eye: FloatArray = np.eye(dim)
+        eye, zeros = _constants(dim)
+        self._eye: FloatArray = eye
         self._R: FloatArray = np.diag(noise)
+        self._R.flags.writeable = False
         # filterpy pulls in scipy.stats (~0.8 s); import it on first use to keep
         # `import steerloop` light.
         from filterpy.kalman import KalmanFilter
@@ -207,9 +226,15 @@ class ObjectiveFilter:
         self._kf: Any = KalmanFilter(dim_x=dim, dim_z=dim, dim_u=dim)
         self._kf.x = mean.reshape(dim, 1)
         self._kf.P = initial_covariance * self._eye
-        self._kf.R = self._R.copy()
-        self._kf.H = self._eye.copy()
-        self._kf.B = self._eye.copy()
+        # Matrices filterpy only reads (H = B = I, R) or never uses here (F and Q come with
+        # every predict, M is unused): one read-only copy per dimension instead of one per
+        # filter, since a service holds thousands of sessions.
+        self._kf.R = self._R
+        self._kf.H = self._kf.B = self._kf.F = self._kf.Q = self._kf._I = eye
+        self._kf.M = zeros
+        # filterpy's documented hook for the inverse of S: the same LAPACK call as
+        # numpy.linalg.inv (bit-identical, same LinAlgError) without its Python layer.
+        self._kf.inv = _linalg.inv
         self._count = 0
         self._noise_safe = bool(noise.min() >= 1.0 / _SAFE and noise.max() <= _SAFE)
         self._safe = bool(np.abs(mean).max() <= _SAFE and initial_covariance <= _SAFE)
@@ -218,6 +243,8 @@ class ObjectiveFilter:
         self._updated = False
         self._last_residual: FloatArray = np.empty(0)
         self._last_index: NDArray[np.intp] | None = np.empty(0, dtype=np.intp)
+        # The last measurement as cleaned by update() (NaN where invalid), for the session.
+        self._measurement: FloatArray = np.full(dim, _NAN)
 
     # ------------------------------------------------------------------ properties
 
@@ -304,6 +331,20 @@ class ObjectiveFilter:
             raise ShapeError("offset", (d,), u.shape)
         if Q_.shape != (d, d):
             raise ShapeError("Q", (d, d), Q_.shape)
+        kf = self._kf
+        x_prior, P_prior, safe_prior = kf.x, kf.P, self._safe
+        # Fast check first: a sum of squares ≤ _SAFE² means every entry is finite and at most
+        # _SAFE in magnitude (NaN fails the comparison), so nothing below can raise.
+        squares = float(np.vdot(F_, F_)) + float(u.dot(u)) + float(np.vdot(Q_, Q_))
+        if self._safe and squares <= _SAFE * _SAFE:
+            kf.predict(u=u.reshape(d, 1), B=self._eye, F=F_, Q=Q_)
+            if not self._stabilize():
+                kf.x, kf.P, self._safe = x_prior, P_prior, safe_prior
+                raise NumericalError(
+                    "Kalman predict",
+                    "the predicted state or covariance overflowed; F, offset or Q is far too large",
+                )
+            return
         F_max = float(np.abs(F_).max())  # NaN and inf propagate through abs/max
         u_max = float(np.abs(u).max())
         Q_max = float(np.abs(Q_).max())
@@ -316,8 +357,6 @@ class ObjectiveFilter:
                 f"{', '.join(names) or 'F, offset, Q'} has non-finite entries; fit the drift "
                 "model again or fall back to predict_random_walk()",
             )
-        kf = self._kf
-        x_prior, P_prior, safe_prior = kf.x, kf.P, self._safe
         if self._safe and max(F_max, u_max, Q_max) <= _SAFE:
             kf.predict(u=u.reshape(d, 1), B=self._eye, F=F_, Q=Q_)
         else:
@@ -380,6 +419,7 @@ class ObjectiveFilter:
         """
         d = self._dim
         values, mask = clean_measurement(measurement, d)
+        self._measurement = values
         n_valid = int(np.count_nonzero(mask))
         self._updated = True
         if n_valid == 0:
@@ -426,16 +466,25 @@ class ObjectiveFilter:
         Also refreshes ``_safe`` (magnitudes small enough that the next step cannot overflow).
         """
         kf = self._kf
-        x_max = float(np.abs(kf.x).max())  # NaN and inf propagate
+        x = kf.x
         P = np.asarray(kf.P, dtype=np.float64)
         # A finite sum means every entry is finite (inf and NaN propagate through a sum);
         # eigvalsh must not see a NaN (it returns garbage rather than NaN).
-        if not math.isfinite(x_max + float(P.sum())):
+        if float(np.vdot(x, x)) <= _SAFE * _SAFE:
+            # Every |x_i| ≤ _SAFE (NaN fails the test): x_max + ΣP is finite iff ΣP is.
+            x_small = True
+            finite = math.isfinite(float(P.sum()))
+        else:
+            x_max = float(np.abs(x).max())  # NaN and inf propagate
+            x_small = x_max <= _SAFE
+            finite = math.isfinite(x_max + float(P.sum()))
+        if not finite:
             self._safe = False
             return False
-        P = (P + P.T) * 0.5
+        P = P + P.T
+        P *= 0.5  # (P + Pᵀ)/2, the product in place
         try:
-            eigenvalues = np.linalg.eigvalsh(P)
+            eigenvalues = _linalg.eigvalsh(P)
         except np.linalg.LinAlgError:
             self._safe = False
             return False
@@ -445,7 +494,7 @@ class ObjectiveFilter:
         if lowest <= floor:
             P = P + (floor - lowest) * self._eye
         kf.P = P
-        self._safe = x_max <= _SAFE and highest <= _SAFE
+        self._safe = x_small and highest <= _SAFE
         return True
 
     # ------------------------------------------------------------------ snapshots

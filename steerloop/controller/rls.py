@@ -35,9 +35,42 @@ from numpy.typing import ArrayLike, NDArray
 from steerloop.controller.state import RLSState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 
-__all__ = ["RecursiveLeastSquares"]
+__all__ = ["RecursiveLeastSquares", "ScalarRLS"]
 
 FloatArray = NDArray[np.float64]
+
+
+_ONES: dict[int, FloatArray] = {}
+
+
+def _ones(size: int) -> FloatArray:
+    """Read-only ``np.ones(size)``, one per size."""
+    found = _ONES.get(size)
+    if found is None:
+        found = _ONES[size] = np.ones(size)
+        found.flags.writeable = False
+    return found
+
+
+def _check_config(
+    n_features: int, n_outputs: int, forgetting: float, initial_covariance: float, max_trace: float
+) -> None:
+    if n_features < 1:
+        raise ValueError(f"n_features must be >= 1, got {n_features}")
+    if n_outputs < 1:
+        raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+    if not 0.0 < forgetting <= 1.0:
+        raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
+    if not 0.0 < initial_covariance < math.inf:
+        raise ValueError(
+            f"initial_covariance must be positive and finite, got {initial_covariance}"
+        )
+    if not n_features * initial_covariance <= max_trace < math.inf:
+        raise ValueError(
+            f"max_trace must be finite and at least n_features * initial_covariance = "
+            f"{n_features * initial_covariance}, got {max_trace}; raise max_trace or lower "
+            "initial_covariance"
+        )
 
 
 class RecursiveLeastSquares:
@@ -97,29 +130,14 @@ class RecursiveLeastSquares:
         initial_covariance: float = 100.0,
         max_trace: float = 1e6,
     ) -> None:
-        if n_features < 1:
-            raise ValueError(f"n_features must be >= 1, got {n_features}")
-        if n_outputs < 1:
-            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
-        if not 0.0 < forgetting <= 1.0:
-            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
-        if not 0.0 < initial_covariance < math.inf:
-            raise ValueError(
-                f"initial_covariance must be positive and finite, got {initial_covariance}"
-            )
-        if not n_features * initial_covariance <= max_trace < math.inf:
-            raise ValueError(
-                f"max_trace must be finite and at least n_features * initial_covariance = "
-                f"{n_features * initial_covariance}, got {max_trace}; raise max_trace or lower "
-                "initial_covariance"
-            )
+        _check_config(n_features, n_outputs, forgetting, initial_covariance, max_trace)
         self._n_features = n_features
         self._n_outputs = n_outputs
         self._forgetting = float(forgetting)
         self._inv_forgetting = 1.0 / self._forgetting
         self._initial_covariance = float(initial_covariance)
         self._max_trace = float(max_trace)
-        self._ones_features: FloatArray = np.ones(n_features)
+        self._ones_features: FloatArray = _ones(n_features)
         self._matrix: FloatArray = np.zeros((n_features + n_outputs, n_features))
         self._bind_views()
         self._p[...] = np.eye(n_features) * self._initial_covariance
@@ -162,6 +180,17 @@ class RecursiveLeastSquares:
     def covariance(self) -> FloatArray:
         """Covariance P, shape (n_features, n_features) (a copy)."""
         return self._p.copy()
+
+    def _parameters_view(self) -> FloatArray:
+        """Θᵀ, shape (n_outputs, n_features), as a view: read-only use inside the package.
+
+        It changes with the next :meth:`update`; copy it to keep it.
+        """
+        return self._matrix[self._n_features :]
+
+    def _covariance_view(self) -> FloatArray:
+        """P as a view (contiguous, same layout as :attr:`covariance`); read-only use."""
+        return self._p
 
     @property
     def last_residual(self) -> FloatArray:
@@ -224,7 +253,7 @@ class RecursiveLeastSquares:
         r[p:] -= z  # [g; Θᵀφ − z] = [g; −e]
         w = r * (1.0 / math.sqrt(denom))
         # P ← P − g gᵀ/δ and Θᵀ ← Θᵀ + e gᵀ/δ, as one rank-one update of M = [P; Θᵀ].
-        self._matrix -= np.multiply.outer(w, w[:p])
+        self._matrix -= w[:, None] * w[:p]  # np.multiply.outer(w, w[:p])
         # Forgetting and windup guard in one scaling: P ← P · min(1/λ, max_trace / tr P).
         trace = self._diag.dot(self._ones_features)  # tr(P − g gᵀ/δ)
         if trace * self._inv_forgetting > self._max_trace:
@@ -300,5 +329,180 @@ class RecursiveLeastSquares:
         )
         rls._p[...] = covariance
         rls._matrix[n_features:] = theta.T
+        rls._count = state.count
+        return rls
+
+
+class ScalarRLS:
+    """:class:`RecursiveLeastSquares` for one output and a handful of features, in floats.
+
+    The same recursion, forgetting and windup guard (module docstring), computed with Python
+    floats instead of numpy arrays: for the severity model's 3- and 2-feature fits a numpy
+    call costs more than the arithmetic. Results agree with :class:`RecursiveLeastSquares`
+    to rounding (sums are formed left to right; BLAS may fuse or reorder them). The state
+    (:meth:`to_state`) is the same :class:`~steerloop.controller.state.RLSState`, with Θ of
+    shape (n_features, 1).
+
+    Examples
+    --------
+    >>> rls = ScalarRLS(2, initial_covariance=1e5)
+    >>> for phi, z in (([1.0, 0.0], 2.0), ([0.0, 1.0], 1.0), ([1.0, 1.0], 3.0)):
+    ...     rls.update(phi, z)
+    >>> [round(t, 4) for t in rls.theta]
+    [2.0, 1.0]
+    """
+
+    __slots__ = ("_count", "_cov", "_forgetting", "_inv_forgetting", "_max_trace", "_n", "_theta")
+
+    def __init__(
+        self,
+        n_features: int,
+        *,
+        forgetting: float = 1.0,
+        initial_covariance: float = 100.0,
+        max_trace: float = 1e6,
+    ) -> None:
+        _check_config(n_features, 1, forgetting, initial_covariance, max_trace)
+        self._n = n_features
+        self._forgetting = float(forgetting)
+        self._inv_forgetting = 1.0 / self._forgetting
+        self._max_trace = float(max_trace)
+        p0 = float(initial_covariance)
+        self._theta = [0.0] * n_features
+        self._cov = [[p0 if i == j else 0.0 for j in range(n_features)] for i in range(n_features)]
+        self._count = 0
+
+    @property
+    def n_features(self) -> int:
+        """Regressor dimension p."""
+        return self._n
+
+    @property
+    def count(self) -> int:
+        """Number of updates."""
+        return self._count
+
+    @property
+    def theta(self) -> list[float]:
+        """Parameters θ (a copy)."""
+        return list(self._theta)
+
+    @property
+    def covariance(self) -> list[list[float]]:
+        """Covariance P (a copy)."""
+        return [list(row) for row in self._cov]
+
+    def predict(self, phi: list[float]) -> float:
+        """θᵀφ."""
+        total = 0.0
+        for t, f in zip(self._theta, phi, strict=True):
+            total += t * f
+        return total
+
+    def quadratic(self, phi: list[float]) -> float:
+        """φᵀPφ (the leverage of φ)."""
+        n = self._n
+        cov = self._cov
+        total = 0.0
+        for j in range(n):
+            column = 0.0
+            for i in range(n):
+                column += phi[i] * cov[i][j]
+            total += column * phi[j]
+        return total
+
+    def update(self, phi: list[float], target: float) -> None:
+        """Learn (φ, z); raises NumericalError (state unchanged) on non-finite input."""
+        n = self._n
+        if len(phi) != n:
+            raise ShapeError("regressor", (n,), (len(phi),))
+        squares = target * target
+        for f in phi:
+            squares += f * f
+        if not math.isfinite(squares):
+            raise NumericalError(
+                "RLS update",
+                "regressor or target is not finite (or above ~1e150); drop missing or invalid "
+                "values before updating",
+            )
+        cov = self._cov
+        gain = [0.0] * n
+        for i in range(n):
+            row = cov[i]
+            total = 0.0
+            for j in range(n):
+                total += row[j] * phi[j]
+            gain[i] = total
+        denom = self._forgetting
+        for f, g in zip(phi, gain, strict=True):
+            denom += f * g
+        if not 0.0 < denom < math.inf:
+            raise NumericalError(
+                "RLS update",
+                f"φᵀPφ + λ = {denom} is not positive and finite; rescale the regressors",
+            )
+        scale = 1.0 / math.sqrt(denom)
+        w = [g * scale for g in gain]
+        error = (self.predict(phi) - target) * scale  # (θᵀφ − z)/√δ
+        theta = self._theta
+        for i in range(n):
+            theta[i] -= error * w[i]
+            row = cov[i]
+            wi = w[i]
+            for j in range(n):
+                row[j] -= wi * w[j]
+        trace = 0.0
+        for i in range(n):
+            trace += cov[i][i]
+        if trace * self._inv_forgetting > self._max_trace:
+            factor = self._max_trace / trace
+        elif self._forgetting != 1.0:
+            factor = self._inv_forgetting
+        else:
+            factor = 1.0
+        if factor != 1.0:
+            for row in cov:
+                for j in range(n):
+                    row[j] *= factor
+        self._count += 1
+
+    def to_state(self) -> RLSState:
+        """Serializable state, as :meth:`RecursiveLeastSquares.to_state` (Θ is p × 1)."""
+        return RLSState(
+            theta=[[t] for t in self._theta],
+            covariance=[list(row) for row in self._cov],
+            count=self._count,
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: RLSState,
+        *,
+        forgetting: float = 1.0,
+        initial_covariance: float = 100.0,
+        max_trace: float = 1e6,
+    ) -> ScalarRLS:
+        """Rebuild from :meth:`to_state` output (configuration as the saved estimator's).
+
+        Raises
+        ------
+        ShapeError
+            If Θ is not (p, 1) or P is not (p, p).
+        """
+        p = len(state.theta)
+        if p < 1 or any(len(row) != 1 for row in state.theta):
+            shape = (p, len(state.theta[0]) if p else 0)
+            raise ShapeError("theta", (-1, 1), shape)
+        if len(state.covariance) != p or any(len(row) != p for row in state.covariance):
+            raise ShapeError("covariance", (p, p), (len(state.covariance), -1))
+        rls = cls(
+            p,
+            forgetting=forgetting,
+            initial_covariance=initial_covariance,
+            max_trace=max_trace,
+        )
+        rls._theta = [float(row[0]) for row in state.theta]
+        rls._cov = [[float(v) for v in row] for row in state.covariance]
         rls._count = state.count
         return rls

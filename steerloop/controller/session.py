@@ -18,22 +18,24 @@ Nothing here logs, measures or does I/O: listeners registered on the :class:`Con
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
+from steerloop.controller import _linalg
 from steerloop.controller.diagnostics import DiagnosticValue, LazyDiagnostics
 from steerloop.controller.drift import DriftModel
-from steerloop.controller.interference import InterferenceTracker, off_diagonal_minimum
-from steerloop.controller.kalman import ObjectiveFilter, clean_measurement
+from steerloop.controller.interference import InterferenceTracker
+from steerloop.controller.kalman import ObjectiveFilter
 from steerloop.controller.severity import SeverityModel
-from steerloop.controller.spectrum import SpectrumReport, analyze_spectrum
+from steerloop.controller.spectrum import SpectrumSummary, summarize_spectrum
 from steerloop.controller.state import SessionState
 from steerloop.errors import (
     NotReadyError,
@@ -329,24 +331,34 @@ class Session:
         policy = self._controller.policy
         engine = self._controller.engine
         est = self._est
-        raw = [scores.get(name) for name in self._objectives]
-        values, valid = clean_measurement(raw, self._dim)
-        used = est.kalman.update(values)
-        del valid  # the filter reports what it used; both come from the same cleaning
+        objectives = self._objectives
+        kalman = est.kalman
+        # The filter cleans the scores (clean_measurement) and reports the components it used
+        # (none when the update failed); the cleaned values are read back, not recomputed.
+        used = kalman.update([scores.get(name) for name in objectives])
+        values = kalman._measurement
         self._scorer_errors += scorer_errors
-        self._last_scores = {
-            name: float(values[i]) if used[i] else None for i, name in enumerate(self._objectives)
-        }
-        missing = tuple(name for i, name in enumerate(self._objectives) if not used[i])
+        flags = used.tolist()
+        self._last_scores = dict(
+            zip(
+                objectives,
+                [v if ok else None for v, ok in zip(values.tolist(), flags, strict=True)],
+                strict=True,
+            )
+        )
+        missing = tuple(name for name, ok in zip(objectives, flags, strict=True) if not ok)
+        any_used = True in flags
         self._step += 1
         self._strategy_steps += 1
         strategy = self._strategy
 
         # Regression input: the filtered state (default) or the raw scores when complete.
+        filtered = kalman.mean  # a copy, never modified: shared with _previous below
+        filtered.flags.writeable = False
         if policy.estimation.input == "filtered":
-            current: FloatArray | None = est.kalman.mean if used.any() else None
+            current: FloatArray | None = filtered if any_used else None
         else:
-            current = values.copy() if used.all() else None
+            current = values.copy() if False not in flags else None
         drift = est.drift.get(strategy)
         if drift is None:
             drift = est.drift[strategy] = self._new_drift()
@@ -356,7 +368,6 @@ class Session:
                 est.interference.update(current - self._previous, strategy)
             self._previous = current
 
-        filtered = est.kalman.mean
         severity_value = self._severity(filtered, severity_override)
         if severity_value is not None:
             est.severity.update(severity_value)
@@ -364,7 +375,13 @@ class Session:
         spectrum, equilibrium = self._spectrum(drift)
         interference_matrix = est.interference.matrix() if est.interference.ready() else None
         diagnostic_values, lazy = self._diagnostics(
-            filtered, drift, spectrum, equilibrium, interference_matrix, severity_value, strategy
+            filtered.tolist(),
+            drift,
+            spectrum,
+            equilibrium,
+            interference_matrix,
+            severity_value,
+            strategy,
         )
         diagnostics = LazyDiagnostics(diagnostic_values, lazy)
         equilibria: dict[str, FloatArray | None] = {}
@@ -372,7 +389,7 @@ class Session:
         for name, model in est.drift.items():
             if model.ready:
                 estimated.add(name)
-                equilibria[name] = equilibrium if model is drift else model.equilibrium
+                equilibria[name] = equilibrium if model is drift else model._equilibrium_shared()
         outcome = engine.decide(
             diagnostics,
             EngineContext(
@@ -395,7 +412,7 @@ class Session:
         self._predict_prior(None if changed else spectrum)
         return Decision(
             strategy=self._strategy,
-            prompt=self._render(self._strategy, outcome.focus),
+            prompt=engine.render(self._strategy, outcome.focus),
             changed=changed,
             rule=outcome.rule,
             reason=outcome.reason,
@@ -428,20 +445,22 @@ class Session:
             return None
         return min(1.0, max(0.0, value))
 
-    def _spectrum(self, drift: DriftModel) -> tuple[SpectrumReport | None, FloatArray | None]:
+    def _spectrum(self, drift: DriftModel) -> tuple[SpectrumSummary | None, FloatArray | None]:
+        """Spectrum summary of the running strategy's A and its equilibrium (read-only array)."""
         if not drift.ready:
             return None, None
-        equilibrium = drift.equilibrium
-        report = analyze_spectrum(
-            drift.A, dt=self._controller.policy.estimation.dt, equilibrium=equilibrium
+        matrix = drift._drift_matrix()
+        equilibrium = drift._equilibrium_shared(matrix)
+        report = summarize_spectrum(
+            matrix, dt=self._controller.policy.estimation.dt, equilibrium=equilibrium
         )
         return report, equilibrium
 
     def _diagnostics(
         self,
-        filtered: FloatArray,
+        filtered: list[float],
         drift: DriftModel,
-        spectrum: SpectrumReport | None,
+        spectrum: SpectrumSummary | None,
         equilibrium: FloatArray | None,
         interference_matrix: FloatArray | None,
         severity_value: float | None,
@@ -450,15 +469,18 @@ class Session:
         """The step's diagnostics; the first-passage time (a quadrature) is computed lazily."""
         est = self._est
         policy = self._controller.policy
-        objectives = self._objectives
+        names = _diagnostic_names(tuple(self._objectives))
         diag: dict[str, DiagnosticValue] = {
             "step": float(self._step),
             "strategy": strategy,
             "mode": "sequential" if est.memory.sequential_active else "direct",
         }
-        for i, name in enumerate(objectives):
-            diag[f"objective.{name}"] = float(filtered[i])
-            diag[f"score.{name}"] = self._last_scores[name]
+        scores = self._last_scores
+        for objective_key, score_key, name, value in zip(
+            names.objective, names.score, self._objectives, filtered, strict=True
+        ):
+            diag[objective_key] = value
+            diag[score_key] = scores[name]
         if spectrum is not None:
             diag["drift.rate"] = _finite_or_none(spectrum.rate)
             diag["drift.max_real"] = _finite_or_none(spectrum.max_real)
@@ -467,24 +489,29 @@ class Session:
             diag["drift.rate"] = diag["drift.max_real"] = None
             diag["drift.regime"] = "unknown"
         diag["drift.r2"] = _finite_or_none(drift.r2) if drift.ready else None
-        for i, name in enumerate(objectives):
-            diag[f"drift.equilibrium.{name}"] = (
-                _finite_or_none(float(equilibrium[i])) if equilibrium is not None else None
-            )
+        if equilibrium is not None:  # finite: the drift model reports None otherwise
+            diag.update(zip(names.equilibrium, equilibrium.tolist(), strict=True))
+        else:
+            diag.update(dict.fromkeys(names.equilibrium))
         if interference_matrix is not None:
-            diag["interference.min"] = _finite_or_none(off_diagonal_minimum(interference_matrix))
-            for i, first in enumerate(objectives):
-                for j, second in enumerate(objectives):
-                    if i != j:
-                        diag[f"interference.{first}.{second}"] = _finite_or_none(
-                            float(interference_matrix[i, j])
-                        )
+            # Entries are in [−1, 1] or NaN. interference.min is the smallest non-NaN entry
+            # above the diagonal, the first in row-major order on ties (off_diagonal_minimum).
+            rows = interference_matrix.tolist()
+            lowest: float | None = None
+            entries: list[float | None] = []
+            for i, j, upper in names.pairs:
+                value = rows[i][j]
+                if value != value:  # NaN
+                    entries.append(None)
+                    continue
+                entries.append(value)
+                if upper and (lowest is None or value < lowest):
+                    lowest = value
+            diag["interference.min"] = lowest
+            diag.update(zip(names.interference, entries, strict=True))
         else:
             diag["interference.min"] = None
-            for first in objectives:
-                for second in objectives:
-                    if first != second:
-                        diag[f"interference.{first}.{second}"] = None
+            diag.update(dict.fromkeys(names.interference))
         severity = est.severity
         diag["severity.value"] = severity_value
         lazy: dict[str, Callable[[], DiagnosticValue]] = {}
@@ -504,7 +531,7 @@ class Session:
         diag["errors.scorer"] = float(self._scorer_errors)
         return diag, lazy
 
-    def _predict_prior(self, spectrum: SpectrumReport | None) -> None:
+    def _predict_prior(self, spectrum: SpectrumSummary | None) -> None:
         """Kalman prior for the next step under the next strategy's drift (DESIGN.md).
 
         ``spectrum`` is the next strategy's spectrum when already computed this step. The
@@ -517,13 +544,13 @@ class Session:
         if model is not None and model.ready:
             F, offset, Q = model.transition()
             if spectrum is None:
-                spectral_radius = float(np.max(np.abs(np.linalg.eigvals(F))))
+                spectral_radius = float(np.max(np.abs(_linalg.eigvals(F))))
             else:
                 spectral_radius = spectrum.spectral_radius
             if spectral_radius < 1.0:
                 floor = policy.estimation.process_noise * 1e-3
                 try:
-                    est.kalman.predict(F, offset, Q + floor * np.eye(self._dim))
+                    est.kalman.predict(F, offset, Q + _scaled_identity(self._dim, floor))
                     return
                 except NumericalError:
                     pass
@@ -639,6 +666,36 @@ def _first_passage_thunk(model: SeverityModel, threshold: float) -> Callable[[],
         return None if math.isnan(passage) else passage
 
     return compute
+
+
+@functools.lru_cache(maxsize=64)
+def _scaled_identity(dim: int, scale: float) -> FloatArray:
+    """``scale * np.eye(dim)``, built once per (dim, scale) (read-only)."""
+    matrix = scale * np.eye(dim)
+    matrix.flags.writeable = False
+    return matrix
+
+
+class _DiagnosticNames(NamedTuple):
+    """Diagnostics keys of one objective list, built once (not per step)."""
+
+    objective: tuple[str, ...]
+    score: tuple[str, ...]
+    equilibrium: tuple[str, ...]
+    interference: tuple[str, ...]  # interference.<a>.<b>, row-major, a ≠ b
+    pairs: tuple[tuple[int, int, bool], ...]  # (i, j, j > i) of each interference key
+
+
+@functools.lru_cache(maxsize=64)
+def _diagnostic_names(objectives: tuple[str, ...]) -> _DiagnosticNames:
+    pairs = [(i, j) for i in range(len(objectives)) for j in range(len(objectives)) if i != j]
+    return _DiagnosticNames(
+        objective=tuple(f"objective.{name}" for name in objectives),
+        score=tuple(f"score.{name}" for name in objectives),
+        equilibrium=tuple(f"drift.equilibrium.{name}" for name in objectives),
+        interference=tuple(f"interference.{objectives[i]}.{objectives[j]}" for i, j in pairs),
+        pairs=tuple((i, j, j > i) for i, j in pairs),
+    )
 
 
 def _finite_or_none(value: float) -> float | None:

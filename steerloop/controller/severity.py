@@ -56,7 +56,7 @@ from typing import Literal, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from steerloop.controller.rls import RecursiveLeastSquares
+from steerloop.controller.rls import ScalarRLS
 from steerloop.controller.state import SeverityState
 from steerloop.errors import NotReadyError, ShapeError
 
@@ -85,7 +85,6 @@ SIGMA_FLOOR = 1e-3
 _SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
 _N_DRIFT = 3
 _N_DIFFUSION = 2
-_MARGIN_VECTOR: FloatArray = np.array([1.0, -1.0, 0.0])
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -514,45 +513,47 @@ class SeverityModel:
         self._phase_z = phase_z
         self._initial_covariance = initial_covariance
         self._max_trace = max_trace
-        self._drift = RecursiveLeastSquares(
+        # Three and two features: the fits run on Python floats (ScalarRLS), cheaper than
+        # numpy calls at this size.
+        self._drift = ScalarRLS(
             _N_DRIFT,
-            1,
             forgetting=forgetting,
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
-        self._diffusion = RecursiveLeastSquares(
+        self._diffusion = ScalarRLS(
             _N_DIFFUSION,
-            1,
             forgetting=forgetting,
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
         self._last: float | None = None
         self._count = 0
+        # Estimates read off the RLS fits, cached until the next update (the session reads
+        # α, β, γ, the margin, its standard error and the phase after every step).
+        self._theta_cache: tuple[float, float, float] | None = None
+        self._stderr_cache: float | None = None
 
     # ------------------------------------------------------------------ learning
 
     def update(self, value: float) -> None:
         """Learn one severity observation (clipped to [0, 1]; non-finite: ignored, chain broken)."""
         s = float(value)
+        self._theta_cache = self._stderr_cache = None
         if not math.isfinite(s):
             self._last = None
             return
         s = min(max(s, 0.0), 1.0)
         previous = self._last
         if previous is not None:
-            phi = features(previous)
+            phi = [previous * (1.0 - previous), -previous * previous, 1.0]  # features()
             target = (s - previous) / self._dt
             if self._count >= _N_DRIFT:
-                residual = target - float(self._drift.predict(phi)[0])
-                leverage = float(phi @ self._drift.covariance @ phi)
+                residual = target - self._drift.predict(phi)
+                leverage = self._drift.quadratic(phi)
                 scale = abs(residual) / math.sqrt(1.0 + max(leverage, 0.0))
-                self._diffusion.update(
-                    np.array([1.0, previous]),
-                    np.array([scale * math.sqrt(self._dt) * _SQRT_HALF_PI]),
-                )
-            self._drift.update(phi, np.array([target]))
+                self._diffusion.update([1.0, previous], scale * math.sqrt(self._dt) * _SQRT_HALF_PI)
+            self._drift.update(phi, target)
             self._count += 1
         self._last = s
 
@@ -577,28 +578,33 @@ class SeverityModel:
         if not self.ready:
             raise NotReadyError("severity estimate", self._warmup, self._count)
 
-    def _theta(self) -> FloatArray:
+    def _theta(self) -> tuple[float, float, float]:
+        """(α̂, β̂, γ̂); needs warm-up."""
         self._require_ready()
-        return np.asarray(self._drift.theta[:, 0], dtype=np.float64)
+        cached = self._theta_cache
+        if cached is None:
+            alpha, beta, gamma = self._drift.theta
+            cached = self._theta_cache = (alpha, beta, gamma)
+        return cached
 
     @property
     def alpha(self) -> float:
         """Self-reinforcement α̂."""
-        return float(self._theta()[0])
+        return self._theta()[0]
 
     @property
     def beta(self) -> float:
         """Alignment damping β̂."""
-        return float(self._theta()[1])
+        return self._theta()[1]
 
     @property
     def gamma(self) -> float:
         """Baseline drift γ̂ = μ̂(0)."""
-        return float(self._theta()[2])
+        return self._theta()[2]
 
     def _sigmas(self) -> tuple[float, float]:
         self._require_ready()
-        raw = self._diffusion.theta[:, 0]
+        raw = self._diffusion.theta
         sigma0 = max(float(raw[0]), SIGMA_FLOOR)
         sigma1 = max(float(raw[1]), SIGMA_FLOOR - sigma0)
         return sigma0, sigma1
@@ -616,8 +622,8 @@ class SeverityModel:
     @property
     def margin(self) -> float:
         """α̂ − β̂ (positive: supercritical side)."""
-        theta = self._theta()
-        return float(theta[0] - theta[1])
+        alpha, beta, _ = self._theta()
+        return alpha - beta
 
     def _mean_value(self) -> float:
         """Weighted mean s̄ of the past s_{t−1}, read off the diffusion RLS information matrix.
@@ -627,11 +633,11 @@ class SeverityModel:
         """
         if self._count <= _N_DRIFT:
             return 0.5
-        try:
-            info = np.linalg.inv(self._diffusion.covariance)
-        except np.linalg.LinAlgError:
+        (p00, p01), (p10, p11) = self._diffusion.covariance
+        # For P = [[a, b], [c, d]], P⁻¹ = [[d, −b], [−c, a]] / (ad − bc): (P⁻¹)₀₁/(P⁻¹)₀₀ = −b/d.
+        if p00 * p11 - p01 * p10 == 0.0 or p11 == 0.0:  # singular
             return 0.5
-        mean = float(info[0, 1] / info[0, 0])
+        mean = -p01 / p11
         return min(max(mean, 0.0), 1.0) if math.isfinite(mean) else 0.5
 
     @property
@@ -642,18 +648,22 @@ class SeverityModel:
         drift target's noise, σ̂ evaluated at the weighted mean s̄ of past values.
         """
         self._require_ready()
-        sigma0, sigma1 = self._sigmas()
-        sigma_e2 = (sigma0 + sigma1 * self._mean_value()) ** 2 / self._dt
-        quad = float(_MARGIN_VECTOR @ self._drift.covariance @ _MARGIN_VECTOR)
-        return math.sqrt(max(quad, 0.0) * sigma_e2)
+        cached = self._stderr_cache
+        if cached is None:
+            sigma0, sigma1 = self._sigmas()
+            sigma_e2 = (sigma0 + sigma1 * self._mean_value()) ** 2 / self._dt
+            cov = self._drift.covariance
+            quad = (cov[0][0] - cov[1][0]) - (cov[0][1] - cov[1][1])  # cᵀPc, c = (1, −1, 0)
+            cached = self._stderr_cache = math.sqrt(max(quad, 0.0) * sigma_e2)
+        return cached
 
     @property
     def phase(self) -> Phase:
         """Phase by rule (5) with the configured margin and z and :attr:`margin_stderr`."""
-        theta = self._theta()
+        alpha, beta, _ = self._theta()
         return phase(
-            float(theta[0]),
-            float(theta[1]),
+            alpha,
+            beta,
             self._phase_margin,
             self.margin_stderr,
             z=self._phase_z,
@@ -683,9 +693,8 @@ class SeverityModel:
         if origin is None:
             raise NotReadyError("severity first passage (no current value)", 1, 0)
         origin = min(max(float(origin), 0.0), 1.0)
-        theta = self._theta()
+        alpha, beta, gamma = self._theta()
         sigma0, sigma1 = self._sigmas()
-        alpha, beta, gamma = float(theta[0]), float(theta[1]), float(theta[2])
         dt = self._dt
 
         def compute() -> float:
@@ -696,20 +705,29 @@ class SeverityModel:
 
     def stationary_density(self, grid_size: int = 2001) -> tuple[FloatArray, FloatArray]:
         """Stationary density (2) of the fitted SDE on ``grid_size`` points of [0, 1]."""
-        theta = self._theta()
+        alpha, beta, gamma = self._theta()
         sigma0, sigma1 = self._sigmas()
-        return stationary_density(
-            float(theta[0]), float(theta[1]), float(theta[2]), sigma0, sigma1, grid=grid_size
-        )
+        return stationary_density(alpha, beta, gamma, sigma0, sigma1, grid=grid_size)
 
     # ------------------------------------------------------------------ state
 
     def reset(self) -> None:
         """Forget every observation."""
-        self._drift.reset()
-        self._diffusion.reset()
+        self._drift = ScalarRLS(
+            _N_DRIFT,
+            forgetting=self._forgetting,
+            initial_covariance=self._initial_covariance,
+            max_trace=self._max_trace,
+        )
+        self._diffusion = ScalarRLS(
+            _N_DIFFUSION,
+            forgetting=self._forgetting,
+            initial_covariance=self._initial_covariance,
+            max_trace=self._max_trace,
+        )
         self._last = None
         self._count = 0
+        self._theta_cache = self._stderr_cache = None
 
     def to_state(self) -> SeverityState:
         """Serializable state (exact round trip)."""
@@ -743,22 +761,22 @@ class SeverityModel:
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
-        drift_rls = RecursiveLeastSquares.from_state(
+        drift_rls = ScalarRLS.from_state(
             state.drift,
             forgetting=forgetting,
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
-        diffusion_rls = RecursiveLeastSquares.from_state(
+        diffusion_rls = ScalarRLS.from_state(
             state.diffusion,
             forgetting=forgetting,
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
-        if drift_rls.theta.shape != (_N_DRIFT, 1):
-            raise ShapeError("drift theta", (_N_DRIFT, 1), drift_rls.theta.shape)
-        if diffusion_rls.theta.shape != (_N_DIFFUSION, 1):
-            raise ShapeError("diffusion theta", (_N_DIFFUSION, 1), diffusion_rls.theta.shape)
+        if drift_rls.n_features != _N_DRIFT:
+            raise ShapeError("drift theta", (_N_DRIFT, 1), (drift_rls.n_features, 1))
+        if diffusion_rls.n_features != _N_DIFFUSION:
+            raise ShapeError("diffusion theta", (_N_DIFFUSION, 1), (diffusion_rls.n_features, 1))
         model._drift = drift_rls
         model._diffusion = diffusion_rls
         model._last = state.last_value

@@ -67,12 +67,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Regime", "SpectrumReport", "analyze_spectrum"]
+from steerloop.controller import _linalg
+
+__all__ = ["Regime", "SpectrumReport", "SpectrumSummary", "analyze_spectrum", "summarize_spectrum"]
 
 FloatArray = NDArray[np.float64]
 ComplexArray = NDArray[np.complex128]
@@ -261,11 +263,13 @@ def analyze_spectrum(
             return _unknown(f"equilibrium must have shape ({dim},), got {target.shape}")
 
     try:
-        raw: ComplexArray = np.linalg.eigvals(matrix).astype(np.complex128, copy=False)
+        raw: ComplexArray = _linalg.eigvals(matrix)
     except np.linalg.LinAlgError:
         return _unknown("eigenvalue computation did not converge")
     if not np.isfinite(raw).all():
         return _unknown("eigenvalues are not finite (entries of A too large)")
+    if not raw.imag.any():  # as numpy.linalg.eigvals: all real -> imaginary parts +0.0
+        raw = raw.real.astype(np.complex128)
 
     real = raw.real
     imag = raw.imag
@@ -345,3 +349,84 @@ def analyze_spectrum(
         f"rate ρ = {_fmt(rate)} >= slow_rate {_fmt(slow_rate)}, spectral radius "
         f"{_fmt(radius)} < 1, no oscillating pair{where}",
     )
+
+
+class SpectrumSummary(NamedTuple):
+    """The numbers and regime of :func:`analyze_spectrum`, without eigenvalues or reason."""
+
+    rate: float
+    max_real: float
+    spectral_radius: float
+    regime: Regime
+    overshoot: bool
+
+
+_UNKNOWN_SUMMARY = SpectrumSummary(math.nan, math.nan, math.nan, "unknown", False)
+
+
+def summarize_spectrum(
+    A: FloatArray,
+    *,
+    dt: float = 1.0,
+    equilibrium: FloatArray | None = None,
+    slow_rate: float = 0.05,
+    oscillation_ratio: float = 0.5,
+    boundary_tolerance: float = 0.0,
+) -> SpectrumSummary:
+    """:func:`analyze_spectrum`'s rate, max real part, spectral radius, regime and overshoot.
+
+    The same tests and the same numbers (bit for bit), for the per-step hot path: no sorted
+    eigenvalue tuple and no explanation, and the arguments are trusted instead of checked —
+    ``A`` is a float64 (d, d) array (non-finite entries still give ``unknown``),
+    ``equilibrium`` is None or a *finite* float64 array of shape (d,), and the thresholds
+    are valid (:func:`analyze_spectrum` raises on bad ones). Use :func:`analyze_spectrum`
+    anywhere else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> summarize_spectrum(np.diag([-0.4, -0.9]))
+    SpectrumSummary(rate=0.4, max_real=-0.4, spectral_radius=0.6, regime='exponential', \
+overshoot=False)
+    """
+    abs_max = float(np.abs(A).max())
+    if not math.isfinite(abs_max):
+        return _UNKNOWN_SUMMARY
+    try:
+        raw = _linalg.eigvals(A)
+    except np.linalg.LinAlgError:
+        return _UNKNOWN_SUMMARY
+    real = raw.real
+    imag = raw.imag
+    abs_imag = np.abs(imag)
+    # max, min and any do not depend on the order analyze_spectrum sorts the modes in. The
+    # three extremes are finite iff every eigenvalue is (NaN propagates through max/min).
+    max_real = float(real.max())
+    min_real = float(real.min())
+    max_imag = float(abs_imag.max())
+    if not (math.isfinite(max_real) and math.isfinite(min_real) and math.isfinite(max_imag)):
+        return _UNKNOWN_SUMMARY
+    rate = 0.0 - max_real
+    # 1 + λΔt is monotone in Re λ, so min_i (1 + Re λ_i Δt) = 1 + min Re λ · Δt.
+    overshoot = 1.0 + min_real * dt < 0.0
+    if max_imag == 0.0:
+        # A real spectrum: |1 + λΔt| is largest at an extreme eigenvalue (hypot(x, 0) = |x|).
+        radius = max(abs(1.0 + max_real * dt), abs(1.0 + min_real * dt))
+    else:
+        radius = float(np.hypot(1.0 + real * dt, imag * dt).max())
+    if max_real > 0.0 or radius >= 1.0:
+        return SpectrumSummary(rate, max_real, radius, "unstable", overshoot)
+    floor = _IMAG_FLOOR * max(1.0, abs_max)
+    if max_imag > floor and bool(
+        ((abs_imag > oscillation_ratio * np.abs(real)) & (abs_imag > floor)).any()
+    ):
+        return SpectrumSummary(rate, max_real, radius, "oscillatory", overshoot)
+    if rate < slow_rate or (
+        equilibrium is not None
+        and (
+            float(equilibrium.min()) < -boundary_tolerance
+            or float(equilibrium.max()) > 1.0 + boundary_tolerance
+        )
+    ):
+        return SpectrumSummary(rate, max_real, radius, "boundary-seeking", overshoot)
+    return SpectrumSummary(rate, max_real, radius, "exponential", overshoot)

@@ -27,14 +27,14 @@ Rule evaluation never raises into the loop: an exception inside a rule is counte
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from steerloop.controller.diagnostics import Diagnostics
+from steerloop.controller.diagnostics import Diagnostics, LazyDiagnostics
 from steerloop.controller.interference import interference_order
 from steerloop.controller.state import EngineState
 from steerloop.policies.conditions import CompiledCondition, compile_condition
@@ -165,6 +165,7 @@ class _CompiledRule:
     condition: CompiledCondition
     cooldown: int
     rank: int
+    name: str = ""
 
 
 class PolicyEngine:
@@ -183,11 +184,14 @@ class PolicyEngine:
                 condition=compile_condition(rule.when),
                 cooldown=rule.cooldown if rule.cooldown is not None else policy.switching.cooldown,
                 rank=rank,
+                name=rule.name,
             )
             for rank, rule in enumerate(ordered)
         ]
         self._rank = {compiled.rule.name: compiled.rank for compiled in self._rules}
+        self._by_name = {compiled.rule.name: compiled for compiled in self._rules}
         self._focus_strategy = {name: self._strategy_for(name) for name in self._objectives}
+        self._prompts: dict[tuple[str, str | None], str] = {}
 
     @property
     def policy(self) -> Policy:
@@ -203,6 +207,19 @@ class PolicyEngine:
             if share > best_share:
                 best_name, best_share = name, share
         return best_name
+
+    def render(self, strategy: str, focus: str | None) -> str:
+        """The prompt of ``strategy`` with its placeholders filled (cached per focus).
+
+        Same text as ``policy.strategies[strategy].render(policy.objectives, focus)``.
+        """
+        key = (strategy, focus)
+        prompt = self._prompts.get(key)
+        if prompt is None:
+            prompt = self._policy.strategies[strategy].render(self._objectives, focus)
+            if len(self._prompts) < 4096:  # focus is an objective name or None: bounded
+                self._prompts[key] = prompt
+        return prompt
 
     def focus_strategy(self, objective: str) -> str | None:
         """The strategy sequential mode uses to focus ``objective`` (largest emphasis share)."""
@@ -243,22 +260,36 @@ class PolicyEngine:
         alerts: list[Alert] = []
         errors = 0
         sequential_rank = self._rank.get(memory.sequential_rule or "", None)
+        # Conditions that read no pending lazy entry are evaluated on the computed entries (a
+        # plain dict: the same values, without the lazy mapping's Python-level lookups).
+        computed: Diagnostics = diagnostics
+        pending: Collection[str] = ()
+        if type(diagnostics) is LazyDiagnostics:
+            computed, pending = diagnostics.computed, diagnostics.pending
+        fired = memory.rule_last_fired
+        step = context.step
         for compiled in self._rules:
             rule = compiled.rule
             waiting = sequential_rank is not None and compiled.rank > sequential_rank
             if memory.sequential_active and waiting:
                 break  # lower-priority rules wait while sequential mode runs
-            if self._cooling(compiled, memory, context.step):
-                continue
+            if compiled.cooldown > 0:  # _cooling, inline
+                last = fired.get(compiled.name)
+                if last is not None and step - last < compiled.cooldown:
+                    continue
+            condition = compiled.condition
+            source = (
+                computed if not pending or condition.metrics.isdisjoint(pending) else diagnostics
+            )
             try:
-                matched = compiled.condition.evaluate(diagnostics)
+                matched = condition.evaluate(source)
             except Exception:
                 errors += 1
                 continue
             if not matched:
                 continue
             try:
-                reason = compiled.condition.explain(diagnostics)
+                reason = condition.explain(source)
             except Exception:
                 errors += 1
                 reason = "condition held"
@@ -433,7 +464,7 @@ class PolicyEngine:
         reason: str = "",
     ) -> EngineOutcome:
         rule_name = memory.sequential_rule
-        compiled = next((c for c in self._rules if c.rule.name == rule_name), None)
+        compiled = self._by_name.get(rule_name or "")
         if compiled is None or compiled.rule.then.sequential is None:
             memory.leave_sequential()
             return EngineOutcome(
