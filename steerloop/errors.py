@@ -10,6 +10,8 @@ caller needs to react without parsing the message::
     ├── NumericalError   a computation produced a non-finite or ill-conditioned result
     ├── ScorerError      a scorer could not be built, or failed in strict mode (scorer, reason)
     └── StoreError       a session state store failed (store, key, reason)
+        └── StoreConflictError   a compare-and-set lost to another writer (expected, actual,
+                                 attempts); defined in :mod:`steerloop.stores.base`
 
 Messages say how to fix the problem, not only what went wrong.
 """

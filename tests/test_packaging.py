@@ -47,6 +47,7 @@ PUBLIC_MODULES = [
     "steerloop.simulate.commands",
     "steerloop.analysis",
     "steerloop.analysis.plots",
+    "steerloop.stores",
     "steerloop.cli",
 ]
 

@@ -46,9 +46,11 @@ from steerloop.errors import (
 )
 from steerloop.policies.engine import Alert, EngineContext, EngineMemory, PolicyEngine
 from steerloop.policies.schema import Policy, validate_policy
+from steerloop.stores.sync import read_modify_write, sync_session
 
 if TYPE_CHECKING:
     from steerloop.scoring.base import CompositeScorer, Scorer
+    from steerloop.stores.base import StateStore
 
 __all__ = ["Controller", "Decision", "Session"]
 
@@ -143,6 +145,7 @@ class Session:
         self._scorer_errors = 0
         self._rule_errors = 0
         self._last_decision: Decision | None = None
+        self._store_version = 0  # version of the stored state this copy matches (stores only)
         self._est = self._fresh_estimators(policy)
 
     # -- construction -------------------------------------------------------------------
@@ -257,25 +260,44 @@ class Session:
         Decision
             Never raises on bad input or a controller fault unless the controller is strict;
             a fault holds the current strategy and sets ``Decision.error``.
+
+        Raises
+        ------
+        StoreError
+            With a store only, strict or not: the store failed or conflicts outlasted the
+            retries (:class:`~steerloop.stores.StoreConflictError`); the update was not
+            applied (see :mod:`steerloop.stores.sync`).
         """
         with self._lock:
             finish = self._controller._start_step(self) if self._controller._step_hooks else ()
             self._sync_policy()
-            try:
-                decision = self._step_once(scores, severity, scorer_errors)
-            except SteerloopError as error:
-                if self._controller.strict:
-                    raise
-                decision = self._hold_on_error(error)
-            except (ArithmeticError, ValueError, np.linalg.LinAlgError) as error:
-                if self._controller.strict:
-                    raise
-                decision = self._hold_on_error(error)
+            store = self._controller._store
+            if store is None:
+                decision = self._guarded_step(scores, severity, scorer_errors)
+            else:  # read-modify-write: load if changed, step, compare-and-set, retry
+                decision = read_modify_write(
+                    self, store, lambda: self._guarded_step(scores, severity, scorer_errors)
+                )
             self._last_decision = decision
             for done in finish:
                 self._controller._call_safely(done)
         self._controller._notify(self, decision)
         return decision
+
+    def _guarded_step(
+        self, scores: Mapping[str, object], severity: float | None, scorer_errors: int
+    ) -> Decision:
+        """:meth:`_step_once`, failing open (holding the strategy) unless strict."""
+        try:
+            return self._step_once(scores, severity, scorer_errors)
+        except SteerloopError as error:
+            if self._controller.strict:
+                raise
+            return self._hold_on_error(error)
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError) as error:
+            if self._controller.strict:
+                raise
+            return self._hold_on_error(error)
 
     def observe(self, response: object, context: Mapping[str, Any] | None = None) -> Decision:
         """Score ``response`` with the policy's scorers, then :meth:`update`."""
@@ -716,6 +738,11 @@ class Controller:
         Re-raise controller and scorer faults instead of failing open.
     scorers : Sequence[Scorer] | None
         Scorers for :meth:`Session.observe`; default: the policy's ``scorers`` entries.
+    store : StateStore | None
+        Keep sessions in a shared store (:class:`~steerloop.stores.MemoryStore`,
+        :class:`~steerloop.stores.RedisStore`): :meth:`session` gets or creates through it and
+        :meth:`Session.update` becomes a compare-and-set read–modify–write. ``None``
+        (default): sessions live in this controller only.
 
     Examples
     --------
@@ -734,6 +761,7 @@ class Controller:
         preset: str | None = None,
         strict: bool = False,
         scorers: list[Scorer] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         if (policy is None) == (preset is None):
             raise ValueError("give exactly one of policy or preset")
@@ -754,6 +782,7 @@ class Controller:
         self._policy = validate_policy(policy)
         self._engine = PolicyEngine(self._policy)
         self._scorer = self._build_scorer(self._policy)
+        self._store = store
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Controller:
@@ -800,13 +829,20 @@ class Controller:
         """How many times a listener raised (each was swallowed)."""
         return self._listener_errors
 
+    @property
+    def store(self) -> StateStore | None:
+        """The shared session store, if any (``store.stats()`` for telemetry)."""
+        return self._store
+
     def session(self, session_id: str) -> Session:
-        """Get or create the session with this id."""
+        """Get or create the session with this id (with a store: brought up to date from it)."""
         with self._sessions_lock:
             session = self._sessions.get(session_id)
             if session is None:
                 session = self._sessions[session_id] = Session(self, session_id)
-            return session
+        if self._store is not None:
+            sync_session(session, self._store)
+        return session
 
     def __contains__(self, session_id: object) -> bool:
         return session_id in self._sessions
