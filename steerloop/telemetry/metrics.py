@@ -40,6 +40,7 @@ steerloop_sessions_in_regime                   gauge      regime (scrape time)
 steerloop_sessions_in_phase                    gauge      phase (scrape time)
 steerloop_sessions_in_mode                     gauge      mode (scrape time)
 steerloop_telemetry_errors_total               counter    —
+steerloop_store_operations_total               counter    outcome (scrape time)
 =============================================  =========  ======================================
 
 ``steps`` and ``convergence_rate`` are labelled by the strategy that produced the observed
@@ -76,8 +77,17 @@ Counters and histograms of all workers are summed. Scrape-time collectors do not
 that mode, so ``SteerloopMetrics(multiprocess=True)`` (the default when the variable is set)
 keeps the fleet gauges as ``livesum`` gauges updated by the step listener instead (summed
 over live workers; call :func:`prometheus_client.multiprocess.mark_process_dead` from
-gunicorn's ``child_exit`` hook), and ``steerloop_controller_listener_errors_total`` is not
-reported.
+gunicorn's ``child_exit`` hook), and ``steerloop_controller_listener_errors_total`` and
+``steerloop_store_operations_total`` are not reported.
+
+Session stores
+--------------
+``steerloop_store_operations_total{outcome}`` sums the :class:`~steerloop.stores.StoreStats`
+counters of the stores of the bound controllers (``Controller(store=...)``; each store
+counted once): ``loads``, ``saves``, ``conflicts``, ``lease_waits``, ``lease_timeouts``,
+``errors``, and — for ``RedisStore(fallback="memory")`` — ``fallback_operations`` (served
+from local memory while Redis failed), ``fallback_reconciled`` and ``fallback_discarded``.
+Alert on ``rate(steerloop_store_operations_total{outcome="fallback_operations"}[5m]) > 0``.
 
 Examples
 --------
@@ -102,11 +112,12 @@ False
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
 from collections import Counter as _Tally
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, TypeVar, get_args
 
@@ -117,6 +128,7 @@ from prometheus_client.registry import Collector
 
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES
 from steerloop.scoring.base import FailureReason
+from steerloop.stores.base import StoreStats
 from steerloop.telemetry._tracking import (
     OTHER,
     FailureDelta,
@@ -179,6 +191,7 @@ DEFAULT_RATE_BUCKETS: tuple[float, ...] = (
 _REGIMES: tuple[str, ...] = CATEGORICAL_VALUES["drift.regime"]
 _PHASES: tuple[str, ...] = CATEGORICAL_VALUES["severity.phase"]
 _MODES: tuple[str, ...] = CATEGORICAL_VALUES["mode"]
+_STORE_OUTCOMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(StoreStats))
 _REGIME_SET = frozenset(_REGIMES)
 _PHASE_SET = frozenset(_PHASES)
 _MODE_SET = frozenset(_MODES)
@@ -315,6 +328,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (),
         "Failures inside steerloop telemetry (the step went on; the first is logged).",
+    ),
+    MetricSpec(
+        "steerloop_store_operations_total",
+        "counter",
+        ("outcome",),
+        "Session store operations of the bound controllers' stores, by outcome "
+        "(fallback_operations: served from local memory because the server failed).",
+        scrape_time=True,
     ),
 )
 _SPEC = {spec.name: spec for spec in METRICS}
@@ -543,16 +564,18 @@ class _FleetCollector(Collector):
         self._owner = owner
 
     def describe(self) -> Iterator[Metric]:
-        yield from self._families(0, _Tally(), _Tally(), _Tally(), 0)
+        yield from self._families(0, _Tally(), _Tally(), _Tally(), 0, _Tally())
 
     def collect(self) -> Iterator[Metric]:
         try:
             active, regimes, phases, modes = self._owner._fleet_totals()
-            listener_errors = sum(b.controller.listener_errors for b in self._owner._bound())
+            bound = self._owner._bound()
+            listener_errors = sum(b.controller.listener_errors for b in bound)
+            store_operations = _store_totals(b.controller for b in bound)
         except Exception as error:
             self._owner._failed("scrape", error)
             return
-        yield from self._families(active, regimes, phases, modes, listener_errors)
+        yield from self._families(active, regimes, phases, modes, listener_errors, store_operations)
 
     @staticmethod
     def _families(
@@ -561,6 +584,7 @@ class _FleetCollector(Collector):
         phases: _Tally[str],
         modes: _Tally[str],
         listener_errors: int,
+        store_operations: _Tally[str],
     ) -> Iterator[Metric]:
         spec = _SPEC["steerloop_sessions_active"]
         yield GaugeMetricFamily(spec.name, spec.help, value=float(active))
@@ -580,6 +604,22 @@ class _FleetCollector(Collector):
         yield CounterMetricFamily(
             spec.name.removesuffix("_total"), spec.help, value=float(listener_errors)
         )
+        spec = _SPEC["steerloop_store_operations_total"]
+        operations = CounterMetricFamily(
+            spec.name.removesuffix("_total"), spec.help, labels=spec.labels
+        )
+        for outcome in _STORE_OUTCOMES:
+            operations.add_metric([outcome], float(store_operations.get(outcome, 0)))
+        yield operations
+
+
+def _store_totals(controllers: Iterable[Controller]) -> _Tally[str]:
+    """Sum of the :class:`StoreStats` of the controllers' stores, each store counted once."""
+    stores = {id(c.store): c.store for c in controllers if c.store is not None}
+    totals: _Tally[str] = _Tally()
+    for store in stores.values():
+        totals.update(dataclasses.asdict(store.stats()))
+    return totals
 
 
 class SteerloopMetrics:

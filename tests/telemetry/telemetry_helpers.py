@@ -266,6 +266,7 @@ class FleetController:
         self.policy = policy
         self.scorer = None
         self.listener_errors = 0
+        self.store = None  # no shared session store
         self.sessions: dict[str, StubSession] = {}
         self.listeners: list[Any] = []
         self.hooks: list[Any] = []

@@ -33,6 +33,7 @@ from telemetry_helpers import (
 from steerloop import Controller, Decision
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES
 from steerloop.scoring.base import CallableScorer
+from steerloop.stores import MemoryStore
 from steerloop.telemetry import _tracking
 from steerloop.telemetry.events import TELEMETRY_ERROR
 from steerloop.telemetry.metrics import METRICS, SteerloopMetrics
@@ -360,6 +361,40 @@ def test_listener_errors_are_reported_at_scrape_time() -> None:
         controller.session("s").update({"security": 0.5})
     assert total(metrics.registry, "steerloop_controller_listener_errors_total") == 3
     assert total(metrics.registry, "steerloop_controller_steps_total") == 3
+
+
+def test_store_operations_are_summed_once_per_store_at_scrape_time() -> None:
+    store = MemoryStore()
+    first, second = Controller(small_policy(), store=store), Controller(small_policy(), store=store)
+    metrics = SteerloopMetrics()
+    metrics.bind(first)
+    metrics.bind(second)
+    for step in range(4):
+        (first if step % 2 else second).session("shared").update({"security": 0.5})
+    stats = dataclasses.asdict(store.stats())
+    assert stats["saves"] == 4
+    assert stats["loads"] > 0
+    exposed = fleet(metrics.registry, "steerloop_store_operations_total", "outcome")
+    assert exposed == {outcome: float(count) for outcome, count in stats.items()}
+
+
+def test_store_fallback_to_memory_is_counted() -> None:
+    import socket
+
+    from steerloop.stores import RedisStore
+
+    with socket.socket() as probe:  # a loopback port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.5, fallback="memory")
+    controller = Controller(small_policy(), store=store)
+    metrics = SteerloopMetrics()
+    metrics.bind(controller)
+    decision = controller.session("s").update({"security": 0.5})
+    assert decision.step == 1
+    exposed = fleet(metrics.registry, "steerloop_store_operations_total", "outcome")
+    assert exposed["fallback_operations"] >= 1
+    assert exposed["fallback_operations"] == store.stats().fallback_operations
 
 
 # -- label hygiene -------------------------------------------------------------------------
