@@ -13,6 +13,9 @@ Order of work, all before any untrusted code runs:
    and, when the interpreter lives under a directory others cannot enter (``/root`` with a
    pyenv install), a tmpfs over that directory with only the interpreter's prefix bound back
    in — so the unprivileged uid can import the standard library and sees nothing else there;
+   an interpreter prefix (or, with site packages, a virtual environment) that lives under
+   one of the world-writable places is opened before the tmpfs hides it and bound back
+   read-only at the same path;
 3. resource limits (CPU, address space, file size, open files, processes, no core dumps);
 4. drop to the unprivileged uid/gid with no supplementary groups (when started as root),
    then ``PR_SET_NO_NEW_PRIVS`` and ``PR_SET_PDEATHSIG(SIGKILL)``;
@@ -62,8 +65,10 @@ _dict_items = dict.items
 _BUILTINS: dict[str, Any] = builtins.__dict__
 _PRISTINE: dict[str, Any] = dict(_BUILTINS)
 
+MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
@@ -280,14 +285,41 @@ def _blocking_ancestor(path: str) -> str | None:
     return None
 
 
+_FRESH_TMPFS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # noqa: S108 - private mounts
+
+
+def _under_fresh_tmpfs(path: str) -> bool:
+    return any(path == place or path.startswith(place + "/") for place in _FRESH_TMPFS)
+
+
+def _bind_back_read_only(libc: Any, handle: int, prefix: str, *, must_be_read_only: bool) -> None:
+    """Bind the directory open as ``handle`` (hidden since) at ``prefix``, read-only."""
+    os.makedirs(prefix, 0o755, exist_ok=True)
+    _mount(libc, f"/proc/self/fd/{handle}", prefix, None, MS_BIND | MS_REC, None)
+    os.close(handle)
+    try:
+        _mount(libc, None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None)
+    except OSError:
+        # In a user namespace (not root) a remount that would clear a locked flag of the
+        # original mount is refused; the code then runs as the owner of those files anyway.
+        if must_be_read_only:
+            raise
+
+
 def _setup_mounts(libc: Any, config: dict[str, Any]) -> str:
     size = int(config["tmpfs_bytes"])
     flags = MS_NOSUID | MS_NODEV
     prefixes = {os.path.realpath(sys.base_prefix)}
     if config.get("site"):
         prefixes.add(os.path.realpath(sys.prefix))
+    # Prefixes under a place that gets a fresh tmpfs below: keep a handle to bind them back.
+    covered = {
+        prefix: os.open(prefix, os.O_PATH | os.O_DIRECTORY)
+        for prefix in sorted(prefixes)
+        if _under_fresh_tmpfs(prefix)
+    }
     hidden: dict[str, list[str]] = {}
-    for prefix in sorted(prefixes):
+    for prefix in sorted(prefixes - covered.keys()):
         ancestor = _blocking_ancestor(prefix)
         if ancestor is not None:
             hidden.setdefault(ancestor, []).append(prefix)
@@ -309,6 +341,8 @@ def _setup_mounts(libc: Any, config: dict[str, Any]) -> str:
     for place in ("/var/tmp", "/dev/shm", "/run/lock"):  # noqa: S108 - overmounted, private
         if os.path.isdir(place) and not os.path.islink(place):
             _mount(libc, "tmpfs", place, "tmpfs", flags, "mode=1777,size=1048576")
+    for prefix, handle in covered.items():
+        _bind_back_read_only(libc, handle, prefix, must_be_read_only=config.get("uid") is not None)
     work = "/tmp/work"  # noqa: S108 - inside the private tmpfs mounted above
     os.mkdir(work, 0o700)
     if config.get("uid") is not None:

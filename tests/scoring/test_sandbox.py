@@ -424,6 +424,46 @@ def test_site_packages_are_opt_in() -> None:
     assert with_site.passed == 1
 
 
+def test_a_virtual_environment_under_tmp_stays_importable_and_read_only() -> None:
+    """A venv under /tmp (e.g. a CI clone there) is bound back, read-only, over the new /tmp."""
+    sandbox_here = Sandbox(SandboxLimits(timeout=10.0))
+    if not sandbox_here.isolation.namespaces:
+        pytest.skip("needs mount namespaces (unshare)")
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:  # the case under test
+        venv = Path(scratch) / "venv"
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+        )
+        os.chmod(scratch, 0o755)  # let the sandbox uid traverse it, as a clone under /tmp is
+        python = venv / "bin" / "python"
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        marker = secrets.token_hex(8)
+        Path(site, "steerloop_canary_module.py").write_text(f"MARKER = {marker!r}\n")
+        code = (
+            "import os, steerloop_canary_module\n"
+            "def probe():\n"
+            "    site = os.path.dirname(steerloop_canary_module.__file__)\n"
+            "    with open('/proc/self/mountinfo') as handle:\n"
+            "        mounts = [line.split() for line in handle]\n"
+            "    options = [m[5] for m in mounts if site.startswith(m[4])]\n"
+            "    return steerloop_canary_module.MARKER, options[-1].split(',')[0]\n"
+        )
+        tests = (f"assert probe() == ({marker!r}, 'ro')",)
+        with_site = Sandbox(SandboxLimits(timeout=10.0), python=str(python), site_packages=True)
+        result = with_site.run(build_job(code, CodeTask(tests=tests)))
+        assert (result.status, result.passed, result.error) == ("ok", 1, None), result
+        isolated = Sandbox(SandboxLimits(timeout=10.0), python=str(python)).run(
+            build_job(code, CodeTask(tests=tests))
+        )
+        assert (isolated.passed, isolated.error) == (0, "ModuleNotFoundError")
+
+
 NON_ROOT_SCRIPT = """
 import os, time
 from steerloop.scoring.sandbox import Sandbox, SandboxLimits
