@@ -502,9 +502,10 @@ class ObjectiveFilter:
         # A finite sum means every entry is finite (inf and NaN propagate through a sum);
         # eigvalsh must not see a NaN (it returns garbage rather than NaN).
         if float(np.vdot(x, x)) <= _SAFE * _SAFE:
-            # Every |x_i| ≤ _SAFE (NaN fails the test): x_max + ΣP is finite iff ΣP is.
+            # Every |x_i| ≤ _SAFE (NaN fails the test): x_max + ΣP is finite iff ΣP is; a
+            # finite Σ P_ij² (cheaper) means every entry is finite, hence ΣP too.
             x_small = True
-            finite = math.isfinite(float(P.sum()))
+            finite = math.isfinite(float(np.vdot(P, P))) or math.isfinite(float(P.sum()))
         else:
             x_max = float(np.abs(x).max())  # NaN and inf propagate
             x_small = x_max <= _SAFE
