@@ -139,7 +139,9 @@ class InterferenceTracker:
         value: FloatArray = np.asarray(increment, dtype=np.float64)
         if value.shape != (self.dim,):
             raise ShapeError("increment", (self.dim,), value.shape)
-        if not np.isfinite(value).all():
+        # A finite sum of squares means every entry is finite (the cheap test); when it is
+        # not (a NaN or inf, or entries beyond ~1e154), decide entry by entry.
+        if not math.isfinite(float(value.dot(value))) and not np.isfinite(value).all():
             raise NumericalError(
                 "interference increment",
                 f"contains NaN or inf ({value.tolist()}); pass the finite filtered increment "

@@ -24,6 +24,13 @@ smallest eigenvalue λ_min is ≤ ε = 1e-12 · max(1, λ_max), by P + (ε − �
 positive definite with a condition number ≤ ~1e12 ("jitter"). The mean is never clipped: the
 filtered state may leave [0, 1] slightly.
 
+Hot path. With every magnitude in the safe range (see ``_SAFE``), the predict and the full
+update (every component valid) run filterpy's ``KalmanFilter.predict``/``update`` arithmetic
+written out, without the products by B = I and H = I (exact) and without filterpy's
+bookkeeping copies (``x_prior``, ``P_post``, ``z`` …, which nothing here reads): the same
+operations in the same order, so the same numbers (tests/controller/test_hot_path.py checks
+them against filterpy bit for bit). Partial updates and the unsafe range call filterpy.
+
 Non-finite transition inputs, or a predict that overflows, raise
 :class:`~steerloop.errors.NumericalError` and leave the filter unchanged (the caller falls back
 to a random-walk predict); an update that would overflow (only possible with magnitudes near
@@ -38,6 +45,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from numpy import dot
 from numpy.typing import ArrayLike, NDArray
 
 from steerloop.controller import _linalg
@@ -337,7 +345,10 @@ class ObjectiveFilter:
         # _SAFE in magnitude (NaN fails the comparison), so nothing below can raise.
         squares = float(np.vdot(F_, F_)) + float(u.dot(u)) + float(np.vdot(Q_, Q_))
         if self._safe and squares <= _SAFE * _SAFE:
-            kf.predict(u=u.reshape(d, 1), B=self._eye, F=F_, Q=Q_)
+            # filterpy's predict with B = I and alpha = 1, written out (module docstring,
+            # "Hot path"): x = F x + u, P = F P Fᵀ + Q.
+            kf.x = dot(F_, x_prior) + u.reshape(d, 1)
+            kf.P = dot(dot(F_, P_prior), F_.T) + Q_
             if not self._stabilize():
                 kf.x, kf.P, self._safe = x_prior, P_prior, safe_prior
                 raise NumericalError(
@@ -440,7 +451,10 @@ class ObjectiveFilter:
             )
         try:
             if self._safe and self._noise_safe:
-                kf.update(z, R=R, H=H)
+                if index is None:
+                    self._update_all(z)
+                else:
+                    kf.update(z, R=R, H=H)
             else:
                 with np.errstate(all="ignore"):
                     kf.update(z, R=R, H=H)
@@ -458,6 +472,23 @@ class ObjectiveFilter:
         self._count += 1
         return mask
 
+    def _update_all(self, z: FloatArray) -> None:
+        """filterpy's ``update(z, R, H=I)`` with the products by H = I left out.
+
+        Multiplying by the identity is exact, so this is filterpy's Joseph-form update
+        operation for operation (module docstring, "Hot path"): y = z − x, S = P + R,
+        K = P S⁻¹, x = x + K y, P = (I − K) P (I − K)ᵀ + K R Kᵀ. Sets ``x``, ``P`` and ``y``
+        of the filterpy object; raises ``LinAlgError`` when S is singular, as filterpy does.
+        """
+        kf = self._kf
+        x, P, R = kf.x, kf.P, self._R
+        y = z - x
+        K = dot(P, _linalg.inv(P + R))
+        I_KH = self._eye - K
+        kf.x = x + dot(K, y)
+        kf.P = dot(dot(I_KH, P), I_KH.T) + dot(dot(K, R), K.T)
+        kf.y = y
+
     # ------------------------------------------------------------------ guard
 
     def _stabilize(self) -> bool:
@@ -471,9 +502,10 @@ class ObjectiveFilter:
         # A finite sum means every entry is finite (inf and NaN propagate through a sum);
         # eigvalsh must not see a NaN (it returns garbage rather than NaN).
         if float(np.vdot(x, x)) <= _SAFE * _SAFE:
-            # Every |x_i| ≤ _SAFE (NaN fails the test): x_max + ΣP is finite iff ΣP is.
+            # Every |x_i| ≤ _SAFE (NaN fails the test): x_max + ΣP is finite iff ΣP is; a
+            # finite Σ P_ij² (cheaper) means every entry is finite, hence ΣP too.
             x_small = True
-            finite = math.isfinite(float(P.sum()))
+            finite = math.isfinite(float(np.vdot(P, P))) or math.isfinite(float(P.sum()))
         else:
             x_max = float(np.abs(x).max())  # NaN and inf propagate
             x_small = x_max <= _SAFE

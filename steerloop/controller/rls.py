@@ -401,18 +401,19 @@ class ScalarRLS:
 
     def quadratic(self, phi: list[float]) -> float:
         """φᵀPφ (the leverage of φ)."""
-        n = self._n
         cov = self._cov
         total = 0.0
-        for j in range(n):
+        for j, phi_j in enumerate(phi):
             column = 0.0
-            for i in range(n):
-                column += phi[i] * cov[i][j]
-            total += column * phi[j]
+            for phi_i, row in zip(phi, cov, strict=False):
+                column += phi_i * row[j]
+            total += column * phi_j
         return total
 
     def update(self, phi: list[float], target: float) -> None:
         """Learn (φ, z); raises NumericalError (state unchanged) on non-finite input."""
+        # Loops over zip and comprehensions instead of indices; every sum and product is the
+        # same operation in the same order as the textbook index loops (same numbers).
         n = self._n
         if len(phi) != n:
             raise ShapeError("regressor", (n,), (len(phi),))
@@ -426,13 +427,12 @@ class ScalarRLS:
                 "values before updating",
             )
         cov = self._cov
-        gain = [0.0] * n
-        for i in range(n):
-            row = cov[i]
+        gain = []
+        for row in cov:
             total = 0.0
-            for j in range(n):
-                total += row[j] * phi[j]
-            gain[i] = total
+            for r, f in zip(row, phi, strict=False):
+                total += r * f
+            gain.append(total)
         denom = self._forgetting
         for f, g in zip(phi, gain, strict=True):
             denom += f * g
@@ -444,16 +444,14 @@ class ScalarRLS:
         scale = 1.0 / math.sqrt(denom)
         w = [g * scale for g in gain]
         error = (self.predict(phi) - target) * scale  # (θᵀφ − z)/√δ
-        theta = self._theta
-        for i in range(n):
-            theta[i] -= error * w[i]
-            row = cov[i]
-            wi = w[i]
-            for j in range(n):
-                row[j] -= wi * w[j]
+        self._theta = [t - error * wi for t, wi in zip(self._theta, w, strict=False)]
+        cov = self._cov = [
+            [r - wi * wj for r, wj in zip(row, w, strict=False)]
+            for row, wi in zip(cov, w, strict=False)
+        ]
         trace = 0.0
-        for i in range(n):
-            trace += cov[i][i]
+        for i, row in enumerate(cov):
+            trace += row[i]
         if trace * self._inv_forgetting > self._max_trace:
             factor = self._max_trace / trace
         elif self._forgetting != 1.0:
@@ -461,9 +459,7 @@ class ScalarRLS:
         else:
             factor = 1.0
         if factor != 1.0:
-            for row in cov:
-                for j in range(n):
-                    row[j] *= factor
+            self._cov = [[r * factor for r in row] for row in cov]
         self._count += 1
 
     def to_state(self) -> RLSState:

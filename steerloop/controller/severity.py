@@ -583,7 +583,7 @@ class SeverityModel:
         self._require_ready()
         cached = self._theta_cache
         if cached is None:
-            alpha, beta, gamma = self._drift.theta
+            alpha, beta, gamma = self._drift._theta
             cached = self._theta_cache = (alpha, beta, gamma)
         return cached
 
@@ -604,7 +604,7 @@ class SeverityModel:
 
     def _sigmas(self) -> tuple[float, float]:
         self._require_ready()
-        raw = self._diffusion.theta
+        raw = self._diffusion._theta  # read only: no copy
         sigma0 = max(float(raw[0]), SIGMA_FLOOR)
         sigma1 = max(float(raw[1]), SIGMA_FLOOR - sigma0)
         return sigma0, sigma1
@@ -633,7 +633,7 @@ class SeverityModel:
         """
         if self._count <= _N_DRIFT:
             return 0.5
-        (p00, p01), (p10, p11) = self._diffusion.covariance
+        (p00, p01), (p10, p11) = self._diffusion._cov  # read only: no copy
         # For P = [[a, b], [c, d]], P⁻¹ = [[d, −b], [−c, a]] / (ad − bc): (P⁻¹)₀₁/(P⁻¹)₀₀ = −b/d.
         if p00 * p11 - p01 * p10 == 0.0 or p11 == 0.0:  # singular
             return 0.5
@@ -652,7 +652,7 @@ class SeverityModel:
         if cached is None:
             sigma0, sigma1 = self._sigmas()
             sigma_e2 = (sigma0 + sigma1 * self._mean_value()) ** 2 / self._dt
-            cov = self._drift.covariance
+            cov = self._drift._cov  # read only: no copy
             quad = (cov[0][0] - cov[1][0]) - (cov[0][1] - cov[1][1])  # cᵀPc, c = (1, −1, 0)
             cached = self._stderr_cache = math.sqrt(max(quad, 0.0) * sigma_e2)
         return cached

@@ -389,23 +389,32 @@ def summarize_spectrum(
     SpectrumSummary(rate=0.4, max_real=-0.4, spectral_radius=0.6, regime='exponential', \
 overshoot=False)
     """
-    abs_max = float(np.abs(A).max())
-    if not math.isfinite(abs_max):
-        return _UNKNOWN_SUMMARY
+    # A finite sum of squares means every entry is finite; otherwise (non-finite entries, or
+    # entries beyond ~1e154) decide on max |A_ij|, which is needed below only then.
+    abs_max: float | None = None
+    if not math.isfinite(float(np.vdot(A, A))):
+        abs_max = float(np.abs(A).max())
+        if not math.isfinite(abs_max):
+            return _UNKNOWN_SUMMARY
     try:
         raw = _linalg.eigvals(A)
     except np.linalg.LinAlgError:
         return _UNKNOWN_SUMMARY
     real = raw.real
     imag = raw.imag
-    abs_imag = np.abs(imag)
-    # max, min and any do not depend on the order analyze_spectrum sorts the modes in. The
-    # three extremes are finite iff every eigenvalue is (NaN propagates through max/min).
-    max_real = float(real.max())
-    min_real = float(real.min())
-    max_imag = float(abs_imag.max())
-    if not (math.isfinite(max_real) and math.isfinite(min_real) and math.isfinite(max_imag)):
-        return _UNKNOWN_SUMMARY
+    # max, min and any do not depend on the order analyze_spectrum sorts the modes in. With
+    # every eigenvalue finite (a finite sum), Python's max/min of the list equal numpy's.
+    values = raw.tolist()
+    reals = [z.real for z in values]
+    imags = [abs(z.imag) for z in values]
+    if math.isfinite(sum(reals) + sum(imags)):
+        max_real, min_real, max_imag = max(reals), min(reals), max(imags)
+    else:  # NaN propagates through numpy's max/min: the extremes are finite iff all are
+        max_real = float(real.max())
+        min_real = float(real.min())
+        max_imag = float(np.abs(imag).max())
+        if not (math.isfinite(max_real) and math.isfinite(min_real) and math.isfinite(max_imag)):
+            return _UNKNOWN_SUMMARY
     rate = 0.0 - max_real
     # 1 + λΔt is monotone in Re λ, so min_i (1 + Re λ_i Δt) = 1 + min Re λ · Δt.
     overshoot = 1.0 + min_real * dt < 0.0
@@ -416,11 +425,16 @@ overshoot=False)
         radius = float(np.hypot(1.0 + real * dt, imag * dt).max())
     if max_real > 0.0 or radius >= 1.0:
         return SpectrumSummary(rate, max_real, radius, "unstable", overshoot)
-    floor = _IMAG_FLOOR * max(1.0, abs_max)
-    if max_imag > floor and bool(
-        ((abs_imag > oscillation_ratio * np.abs(real)) & (abs_imag > floor)).any()
-    ):
-        return SpectrumSummary(rate, max_real, radius, "oscillatory", overshoot)
+    # floor ≥ _IMAG_FLOOR: below that no mode can oscillate, and max |A_ij| is not needed.
+    if max_imag > _IMAG_FLOOR:
+        if abs_max is None:
+            abs_max = float(np.abs(A).max())
+        floor = _IMAG_FLOOR * max(1.0, abs_max)
+        abs_imag = np.abs(imag)
+        if max_imag > floor and bool(
+            ((abs_imag > oscillation_ratio * np.abs(real)) & (abs_imag > floor)).any()
+        ):
+            return SpectrumSummary(rate, max_real, radius, "oscillatory", overshoot)
     if rate < slow_rate or (
         equilibrium is not None
         and (

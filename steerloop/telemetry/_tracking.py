@@ -68,6 +68,8 @@ def label_set(values: Iterable[object]) -> frozenset[str]:
 
 def finite(value: object) -> float | None:
     """``value`` as a float when it is a finite real number (not a bool), else ``None``."""
+    if type(value) is float:  # the common case, decided without the checks below
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
@@ -94,19 +96,21 @@ class SessionRecord:
         down (a restore) re-baselines.
         """
         diagnostics = decision.diagnostics
-        deltas = []
-        for attribute, key in (("scorer_errors", "errors.scorer"), ("rule_errors", "errors.rule")):
-            value = finite(diagnostics.get(key))
-            if value is None:
-                deltas.append(0)
-                continue
-            if first_seen:
-                previous = 0.0 if decision.step <= 1 else value
-            else:
-                previous = getattr(self, attribute)
-            setattr(self, attribute, value)
-            deltas.append(max(0, round(value - previous)))
-        return deltas[0], deltas[1]
+        scorer = finite(diagnostics.get("errors.scorer"))
+        rule = finite(diagnostics.get("errors.rule"))
+        scorer_delta = rule_delta = 0
+        fresh = decision.step <= 1
+        if scorer is not None:
+            previous = self.scorer_errors if not first_seen else (0.0 if fresh else scorer)
+            self.scorer_errors = scorer
+            if scorer != previous:  # round(0.0) is 0: skip it in the common case
+                scorer_delta = max(0, round(scorer - previous))
+        if rule is not None:
+            previous = self.rule_errors if not first_seen else (0.0 if fresh else rule)
+            self.rule_errors = rule
+            if rule != previous:
+                rule_delta = max(0, round(rule - previous))
+        return scorer_delta, rule_delta
 
 
 class SessionTable:

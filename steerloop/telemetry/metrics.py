@@ -113,9 +113,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,7 +128,7 @@ from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from steerloop.controller.diagnostics import CATEGORICAL_VALUES
+from steerloop.controller.diagnostics import CATEGORICAL_VALUES, LazyDiagnostics
 from steerloop.scoring.base import FailureReason
 from steerloop.stores.base import StoreStats
 from steerloop.telemetry._tracking import (
@@ -359,6 +361,45 @@ class _Children(Generic[_M]):
         return child
 
 
+def fast_observer(histogram: Histogram) -> Callable[[float], None]:
+    """``histogram.observe`` for *finite* values, without its per-call Python overhead.
+
+    ``Histogram.observe`` checks the series, then walks the bucket bounds in Python and
+    takes two locks; per step that is a large share of the listener. The returned function
+    does the same two increments (the sum, and the first bucket whose upper bound is at least
+    the value: ``bisect_left`` on the sorted bounds, which end with ``+Inf``), so the
+    exposition is identical (tests/telemetry/test_metrics.py checks it against ``observe``).
+    It reads prometheus_client internals (``_upper_bounds``, ``_buckets``, ``_sum``), checked
+    here once; when they are not as expected it is ``histogram.observe`` itself.
+
+    ``histogram`` must be a series (a label child, or a histogram without labels), and the
+    values must be finite (NaN would be counted in the lowest bucket).
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if not (
+        isinstance(bounds, list | tuple)
+        and isinstance(buckets, list)
+        and len(bounds) == len(buckets) > 0
+        and all(isinstance(bound, float) for bound in bounds)
+        and list(bounds) == sorted(bounds)
+        and bounds[-1] == float("inf")
+        and callable(getattr(total, "inc", None))
+        and all(callable(getattr(bucket, "inc", None)) for bucket in buckets)
+    ):
+        return histogram.observe
+    edges = tuple(bounds)
+    increments = tuple(bucket.inc for bucket in buckets)
+    add: Callable[[float], None] = getattr(total, "inc")  # noqa: B009 - checked above
+
+    def observe(value: float) -> None:
+        add(value)
+        increments[bisect_left(edges, value)](1)
+
+    return observe
+
+
 def _counter(name: str, registry: CollectorRegistry) -> Counter:
     spec = _SPEC[name]
     return Counter(name, spec.help, spec.labels, registry=registry)
@@ -380,6 +421,8 @@ class _Fleet:
         self.modes: _Tally[str] = _Tally()
 
     def move(self, record: SessionRecord, regime: str, phase: str, mode: str) -> None:
+        if record.regime == regime and record.phase == phase and record.mode == mode:
+            return  # most steps: nothing moves
         for tally, old, new in (
             (self.regimes, record.regime, regime),
             (self.phases, record.phase, phase),
@@ -438,6 +481,12 @@ class _Binding:
         for objective in self.objectives:
             owner._missing(objective)
             owner._objective(objective)
+        # Per-step callables of each series, looked up once (label value -> bound method).
+        self.objective_observers = tuple(
+            (key, owner._objective_observer(label)) for key, label in self.objective_keys
+        )
+        self.step_increments: dict[str, Callable[[float], None]] = {}
+        self.rate_observers: dict[str, Callable[[float], None]] = {}
 
     @staticmethod
     def categories(decision: Decision, record: SessionRecord) -> tuple[str, str, str]:
@@ -460,7 +509,7 @@ class _Binding:
 
         def done() -> None:
             try:
-                owner._step_seconds.observe(time.perf_counter() - start)
+                owner._step_observe(time.perf_counter() - start)
             except Exception as error:
                 owner._failed("step_duration", error)
 
@@ -484,7 +533,10 @@ class _Binding:
     def _record(self, session: Session, decision: Decision) -> None:
         owner = self.owner
         previous = pick(decision.previous_strategy, self.strategies)
-        owner._steps(previous).inc()
+        step_increment = self.step_increments.get(previous)
+        if step_increment is None:
+            step_increment = self.step_increments[previous] = owner._steps(previous).inc
+        step_increment(1.0)
         if decision.changed:
             owner._switches(
                 previous,
@@ -501,16 +553,27 @@ class _Binding:
             owner._faults.inc()
         else:
             diagnostics = decision.diagnostics
-            for key, label in self.objective_keys:
-                value = finite(diagnostics.get(key))
-                if value is not None:
-                    owner._objective(label).observe(value)
+            if type(diagnostics) is LazyDiagnostics:  # these entries are never lazy
+                diagnostics = diagnostics.computed
+            for key, observe in self.objective_observers:
+                value = diagnostics.get(key)
+                if type(value) is float:  # the common case: a float, finite or not
+                    if math.isfinite(value):
+                        observe(value)
+                else:
+                    value = finite(value)
+                    if value is not None:
+                        observe(value)
             severity = finite(diagnostics.get("severity.value"))
             if severity is not None:
-                owner._severity.observe(severity)
+                owner._severity_observe(severity)
             rate = finite(diagnostics.get("drift.rate"))
             if rate is not None:
-                owner._rate(previous).observe(rate)
+                observe_rate = self.rate_observers.get(previous)
+                if observe_rate is None:
+                    observe_rate = fast_observer(owner._rate(previous))
+                    self.rate_observers[previous] = observe_rate
+                observe_rate(rate)
 
         with self.lock:
             record, first = self.table.get(session.id)
@@ -697,6 +760,8 @@ class SteerloopMetrics:
         self._rate = _Children(
             _histogram("steerloop_drift_convergence_rate_per_step", reg, rate_buckets)
         )
+        self._step_observe = fast_observer(self._step_seconds)
+        self._severity_observe = fast_observer(self._severity)
         self._mp_gauges: dict[str, _Children[Gauge]] = {}
         self._mp_active: Gauge | None = None
         self._published: dict[tuple[str, str], int] = {}
@@ -724,6 +789,9 @@ class SteerloopMetrics:
             self._publish_fleet()
         else:
             reg.register(_FleetCollector(self))
+
+    def _objective_observer(self, objective: str) -> Callable[[float], None]:
+        return fast_observer(self._objective(objective))
 
     @property
     def registry(self) -> CollectorRegistry:

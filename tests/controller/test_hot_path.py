@@ -172,6 +172,38 @@ def test_kalman_predict_fast_check_keeps_the_results() -> None:
         ObjectiveFilter(3).predict(np.eye(3), np.array([0.0, math.inf, 0.0]), np.eye(3))
 
 
+def test_kalman_written_out_predict_and_update_equal_filterpy() -> None:
+    """The hot path's predict and full update give filterpy's KalmanFilter numbers exactly."""
+    from filterpy.kalman import KalmanFilter
+
+    rng = np.random.default_rng(11)
+    for d in (1, 3, 6):
+        noise = rng.uniform(0.005, 0.05, d)
+        fast = ObjectiveFilter(d, measurement_noise=noise)
+        reference = KalmanFilter(dim_x=d, dim_z=d, dim_u=d)
+        reference.x = np.full((d, 1), 0.5)
+        reference.P = np.eye(d)
+        reference.R = np.diag(noise)
+        for _ in range(200):
+            F = np.eye(d) - 0.3 * np.eye(d) + 0.05 * rng.standard_normal((d, d))
+            offset = 0.1 * rng.standard_normal(d)
+            root = 0.03 * rng.standard_normal((d, d))
+            Q = root @ root.T + 1e-6 * np.eye(d)
+            fast.predict(F, offset, Q)
+            reference.predict(u=offset.reshape(d, 1), B=np.eye(d), F=F, Q=Q)
+            P = (reference.P + reference.P.T) * 0.5
+            assert np.array_equal(fast.mean, reference.x[:, 0])
+            np.testing.assert_allclose(fast.covariance, P, rtol=0, atol=1e-12)
+            reference.P = fast.covariance  # same starting point (symmetrized and floored)
+            y = rng.random(d)
+            assert fast.update(y.tolist()).all()
+            reference.update(y.reshape(d, 1), R=np.diag(noise), H=np.eye(d))
+            assert np.array_equal(fast.mean, reference.x[:, 0])
+            np.testing.assert_allclose(fast.covariance, reference.P, rtol=0, atol=1e-12)
+            assert np.array_equal(fast.innovation, reference.y[:, 0])
+            reference.P = fast.covariance
+
+
 # ----------------------------------------------------------------------------- session
 
 

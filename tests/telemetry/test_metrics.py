@@ -36,7 +36,7 @@ from steerloop.scoring.base import CallableScorer
 from steerloop.stores import MemoryStore
 from steerloop.telemetry import _tracking
 from steerloop.telemetry.events import TELEMETRY_ERROR
-from steerloop.telemetry.metrics import METRICS, SteerloopMetrics
+from steerloop.telemetry.metrics import METRICS, SteerloopMetrics, fast_observer
 
 NAME = re.compile(r"^steerloop_[a-z]+(_[a-z0-9]+)+$")
 SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total")
@@ -628,8 +628,9 @@ def test_a_telemetry_failure_never_breaks_a_strict_step(monkeypatch: pytest.Monk
     def broken(value: float) -> None:
         raise RuntimeError("histogram storage is gone")
 
-    monkeypatch.setattr(metrics._severity, "observe", broken)
-    monkeypatch.setattr(metrics._step_seconds, "observe", broken)
+    # The listener observes through per-series fast observers (fast_observer), not .observe.
+    monkeypatch.setattr(metrics, "_severity_observe", broken)
+    monkeypatch.setattr(metrics, "_step_observe", broken)
     session = controller.session("s")
     with capture_logs() as logs:
         for _ in range(4):
@@ -686,3 +687,33 @@ def test_concurrent_sessions_are_counted_exactly() -> None:
     assert total(registry, "steerloop_controller_steps_total") == 120
     assert total(registry, "steerloop_controller_step_duration_seconds_count") == 120
     assert sum(fleet(registry, "steerloop_sessions_in_phase", "phase").values()) == 4
+
+
+def test_fast_observer_gives_the_same_samples_as_observe() -> None:
+    from prometheus_client import Histogram
+
+    bounds = (-0.5, 0.0, 0.1, 0.25, 0.5, 1.0, 1.5)
+    values = [-1.0, -0.5, -0.0, 0.0, 1e-300, 0.1, 0.1000001, 0.25, 0.7, 1.0, 1.5, 2.0, 1e300]
+    values += np.random.default_rng(0).uniform(-1.0, 2.0, 200).tolist()
+    slow_registry, fast_registry = CollectorRegistry(), CollectorRegistry()
+    slow = Histogram("h", "help", ["k"], buckets=bounds, registry=slow_registry)
+    fast = Histogram("h", "help", ["k"], buckets=bounds, registry=fast_registry)
+    plain_slow = Histogram("p", "help", buckets=bounds, registry=slow_registry)
+    plain_fast = Histogram("p", "help", buckets=bounds, registry=fast_registry)
+    observe, observe_plain = fast_observer(fast.labels("a")), fast_observer(plain_fast)
+    assert observe != fast.labels("a").observe  # the fast path is in use
+    for value in values:
+        slow.labels("a").observe(value)
+        observe(value)
+        plain_slow.observe(value)
+        observe_plain(value)
+
+    def values_of(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert values_of(slow_registry) == values_of(fast_registry)
