@@ -117,7 +117,7 @@ def test_snapshot_restore_continues_bit_identically() -> None:
     session = first.session("a")
     replay = [comparable(session.update(s)) for s in scores[:37]]
     text = session.snapshot().model_dump_json()
-    assert json.loads(text)["schema_version"] == 1
+    assert json.loads(text)["schema_version"] == 2
     restored = make_controller().restore(text)
     replay += [comparable(restored.update(s)) for s in scores[37:]]
     assert replay == reference
