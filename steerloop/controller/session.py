@@ -431,6 +431,7 @@ class Session:
         if changed:
             self._strategy = outcome.strategy
             self._strategy_steps = 0
+            drift.park()  # only the running strategy's model is kept unpacked
         self._predict_prior(None if changed else spectrum)
         return Decision(
             strategy=self._strategy,
@@ -671,6 +672,9 @@ class Session:
             ),
             memory=EngineMemory.from_state(state.engine),
         )
+        for name, model in self._est.drift.items():
+            if name != self._strategy:
+                model.park()  # only the running strategy's model is kept unpacked
 
 
 def _first_passage_thunk(model: SeverityModel, threshold: float) -> Callable[[], float | None]:

@@ -297,3 +297,30 @@ def test_observe_scores_with_the_controllers_scorers_and_counts_failures() -> No
 def test_observe_without_scorers_says_how_to_fix() -> None:
     with pytest.raises(ScorerError, match=r"session\.update"):
         make_controller().session("n").observe("text")
+
+
+def test_only_the_running_strategys_drift_model_is_unpacked() -> None:
+    controller = make_controller(
+        rules=[
+            {
+                "name": "rotate",
+                "when": {"metric": "step", "above": 0},
+                "then": {"switch_to": "secure"},
+            }
+        ],
+        switching={"min_dwell": 1},
+    )
+    session = controller.session("p")
+    seen_switch = False
+    for scores in linear_sde_scores(3, 30):
+        decision = session.update(scores)
+        models = session._est.drift
+        for name, model in models.items():
+            assert model.parked == (name != session.strategy), (name, decision.strategy)
+        seen_switch |= decision.changed
+    assert seen_switch and set(session._est.drift) == {"balanced", "secure"}
+    restored = make_controller().restore(session.snapshot().model_dump_json())
+    assert {name: m.parked for name, m in restored._est.drift.items()} == {
+        "balanced": True,
+        "secure": False,
+    }
