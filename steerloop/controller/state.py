@@ -259,8 +259,8 @@ class EWMomentsState(_StateModel):
         extra = set(data) - {"count", "data"}
         if extra:
             raise ValueError(f"packed EW moments take only 'count' and 'data', got {sorted(extra)}")
-        values = decode_floats(data["data"]) if isinstance(data["data"], str) else []
-        dim = _moments_dim(len(values) - 1)
+        total = len(decode_floats(data["data"])) if isinstance(data["data"], str) else -1
+        dim = _moments_dim(total - 1)
         weight, mean, upper = _unpack(data["data"], (1, dim, dim * (dim + 1) // 2), "EW moments")
         return {
             "weight": weight[0],

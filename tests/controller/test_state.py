@@ -45,6 +45,15 @@ def paper_scores(seed: int, steps: int) -> Iterator[dict[str, float]]:
         yield dict(zip(OBJECTIVES, x.tolist(), strict=True))
 
 
+def test_codec_examples_run() -> None:
+    import doctest
+
+    import steerloop.controller.state as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=40))
 def test_float_codec_keeps_every_bit(values: list[float]) -> None:
     text = encode_floats(values)
