@@ -20,6 +20,7 @@ from steerloop.errors import (
     PolicyError,
     ScorerError,
     ShapeError,
+    SnapshotVersionError,
     SteerloopError,
     StoreError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Session",
     "SessionState",
     "ShapeError",
+    "SnapshotVersionError",
     "SteerloopError",
     "StoreError",
     "__version__",

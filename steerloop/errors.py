@@ -9,6 +9,8 @@ caller needs to react without parsing the message::
     ├── NotReadyError    an estimate was read before its warm-up finished (needed, have)
     ├── NumericalError   a computation produced a non-finite or ill-conditioned result
     ├── ScorerError      a scorer could not be built, or failed in strict mode (scorer, reason)
+    ├── SnapshotVersionError  a session snapshot has a schema version this release cannot
+    │                    read (found, supported)
     └── StoreError       a session state store failed (store, key, reason)
         └── StoreConflictError   a compare-and-set lost to another writer (expected, actual,
                                  attempts); defined in :mod:`steerloop.stores.base`
@@ -28,6 +30,7 @@ __all__ = [
     "PolicyIssue",
     "ScorerError",
     "ShapeError",
+    "SnapshotVersionError",
     "SteerloopError",
     "StoreError",
 ]
@@ -141,6 +144,23 @@ class ScorerError(SteerloopError):
         if message:
             text += f": {message}"
         super().__init__(text)
+
+
+class SnapshotVersionError(SteerloopError):
+    """A session snapshot has a ``schema_version`` this release can neither read nor migrate.
+
+    Older versions that can be migrated are migrated on load; this is raised for versions
+    written by a newer steerloop (or not a version at all).
+    """
+
+    def __init__(self, found: object, supported: Sequence[int]) -> None:
+        self.found = found
+        self.supported = tuple(supported)
+        super().__init__(
+            f"session snapshot schema_version {found!r} is not supported by this steerloop "
+            f"(it reads versions {', '.join(map(str, self.supported))}); restore it with the "
+            "steerloop release that wrote it, or drop the snapshot and start the session afresh"
+        )
 
 
 class StoreError(SteerloopError):

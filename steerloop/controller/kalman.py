@@ -39,6 +39,7 @@ to a random-walk predict); an update that would overflow (only possible with mag
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from decimal import Decimal
@@ -148,6 +149,11 @@ def clean_measurement(measurement: object, dim: int) -> tuple[FloatArray, BoolAr
 
 _CONSTANTS: dict[int, tuple[FloatArray, FloatArray]] = {}
 
+#: Copies filterpy keeps of the last predict and update (x⁻, P⁻, z, K, S, S⁻¹, x⁺, P⁺) that
+#: nothing here reads: ~1.5 kB a filter at d = 3, dropped after every step (a service holds
+#: thousands of filters). ``y`` stays: :attr:`ObjectiveFilter.innovation` reads it.
+_SCRATCH = dict.fromkeys(("x_prior", "P_prior", "z", "K", "S", "SI", "x_post", "P_post"))
+
 
 def _constants(dim: int) -> tuple[FloatArray, FloatArray]:
     """Read-only ``(np.eye(dim), np.zeros((dim, dim)))``, one pair per dimension."""
@@ -158,6 +164,16 @@ def _constants(dim: int) -> tuple[FloatArray, FloatArray]:
         zeros.flags.writeable = False
         found = _CONSTANTS[dim] = (eye, zeros)
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_constants(noise: bytes) -> tuple[FloatArray, FloatArray]:
+    """Read-only ``(r, np.diag(r))`` for the float64 bytes of measurement variances r."""
+    vector = np.frombuffer(noise, dtype=np.float64).copy()
+    matrix = np.diag(vector)
+    vector.flags.writeable = False
+    matrix.flags.writeable = False
+    return vector, matrix
 
 
 def _as_vector(name: str, value: float | ArrayLike, dim: int) -> FloatArray:
@@ -222,11 +238,10 @@ class ObjectiveFilter:
         if not (math.isfinite(initial_covariance) and initial_covariance > 0.0):
             raise ValueError(f"initial_covariance must be finite and > 0, got {initial_covariance}")
         self._dim = dim
-        self._noise: FloatArray = noise
         eye, zeros = _constants(dim)
         self._eye: FloatArray = eye
-        self._R: FloatArray = np.diag(noise)
-        self._R.flags.writeable = False
+        # diag(R) and R, read-only and shared by every filter with the same noise.
+        self._noise, self._R = _noise_constants(noise.tobytes())
         # filterpy pulls in scipy.stats (~0.8 s); import it on first use to keep
         # `import steerloop` light.
         from filterpy.kalman import KalmanFilter
@@ -240,6 +255,7 @@ class ObjectiveFilter:
         self._kf.R = self._R
         self._kf.H = self._kf.B = self._kf.F = self._kf.Q = self._kf._I = eye
         self._kf.M = zeros
+        self._kf.__dict__.update(_SCRATCH)
         # filterpy's documented hook for the inverse of S: the same LAPACK call as
         # numpy.linalg.inv (bit-identical, same LinAlgError) without its Python layer.
         self._kf.inv = _linalg.inv
@@ -497,6 +513,7 @@ class ObjectiveFilter:
         Also refreshes ``_safe`` (magnitudes small enough that the next step cannot overflow).
         """
         kf = self._kf
+        kf.__dict__.update(_SCRATCH)
         x = kf.x
         P = np.asarray(kf.P, dtype=np.float64)
         # A finite sum means every entry is finite (inf and NaN propagate through a sum);

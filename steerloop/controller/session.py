@@ -431,6 +431,8 @@ class Session:
         if changed:
             self._strategy = outcome.strategy
             self._strategy_steps = 0
+            drift.park()  # only the running strategy's model and stream are kept unpacked
+            est.interference.park(strategy)
         self._predict_prior(None if changed else spectrum)
         return Decision(
             strategy=self._strategy,
@@ -671,6 +673,12 @@ class Session:
             ),
             memory=EngineMemory.from_state(state.engine),
         )
+        for name, model in self._est.drift.items():
+            if name != self._strategy:
+                model.park()  # only the running strategy's model and stream are kept unpacked
+        for name in self._est.interference.strategies:
+            if name != self._strategy:
+                self._est.interference.park(name)
 
 
 def _first_passage_thunk(model: SeverityModel, threshold: float) -> Callable[[], float | None]:

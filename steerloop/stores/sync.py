@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from steerloop.controller.state import SessionState
-from steerloop.errors import PolicyError, StoreError
+from steerloop.errors import PolicyError, SnapshotVersionError, StoreError
 from steerloop.stores.base import StateStore, StoreConflictError
 
 if TYPE_CHECKING:
@@ -116,6 +116,8 @@ def _refresh(session: Session, store: StateStore) -> None:
 def _load_json(session: Session, store: StateStore, state_json: str) -> None:
     try:
         state = SessionState.model_validate_json(state_json)
+    except SnapshotVersionError as error:
+        raise StoreError(store.name, session.id, f"invalid_state: {error}") from error
     except ValidationError as error:
         raise StoreError(
             store.name,

@@ -353,3 +353,86 @@ def test_invariants_r2_at_most_one_diffusion_symmetric_psd(path: FloatArray, lam
     assert np.linalg.eigvalsh(diffusion).min() >= -1e-12 * scale
     Q = model.transition()[2]
     assert np.linalg.eigvalsh(Q).min() >= -1e-12 * max(float(np.abs(Q).max()), 1e-300)
+
+
+# ----------------------------------------------------------------------------- parking
+
+
+def _walk(seed: int, steps: int, dim: int = 3) -> list[FloatArray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random(dim)
+    path = [x]
+    for _ in range(steps):
+        x = np.clip(x + 0.3 * (0.6 - x) + 0.05 * rng.standard_normal(dim), 0.0, 1.0)
+        path.append(x)
+    return path
+
+
+def _trained(path: list[FloatArray], **config: float) -> DriftModel:
+    model = DriftModel(len(path[0]), warmup=3, **config)  # type: ignore[arg-type]
+    for x0, x1 in itertools.pairwise(path):
+        model.update(x0, x1)
+    return model
+
+
+@pytest.mark.parametrize(
+    "config", [{}, {"forgetting": 0.9, "dt": 0.5, "initial_covariance": 10.0, "max_trace": 45.0}]
+)
+def test_park_keeps_every_bit_and_unparks_on_use(config: dict[str, float]) -> None:
+    path = _walk(4, 40)
+    live, parked = _trained(path[:30], **config), _trained(path[:30], **config)
+    parked.park()
+    assert parked.parked and not live.parked
+    # Reads that a session makes on parked models leave them parked.
+    assert parked.ready and parked.count == live.count
+    assert np.array_equal(parked.equilibrium, live.equilibrium)  # type: ignore[arg-type]
+    assert parked.to_state().model_dump_json() == live.to_state().model_dump_json()
+    assert parked.parked
+    with pytest.raises(NotReadyError):  # the last residual is not kept (as after from_state)
+        parked.last_residual  # noqa: B018
+    assert not parked.parked
+    parked.park()
+    F1, o1, Q1 = live.transition()
+    F2, o2, Q2 = parked.transition()
+    assert not parked.parked
+    assert np.array_equal(F1, F2) and np.array_equal(o1, o2) and np.array_equal(Q1, Q2)
+    assert parked.r2 == live.r2
+    for x0, x1 in itertools.pairwise(path[29:]):  # continue, parking before every update
+        parked.park()
+        live.update(x0, x1)
+        parked.update(x0, x1)
+        assert np.array_equal(parked.last_residual, live.last_residual)
+    assert parked.to_state() == live.to_state()
+    assert np.array_equal(parked.A, live.A) and np.array_equal(parked.b, live.b)
+
+
+def test_park_before_warmup_and_reset() -> None:
+    model = DriftModel(2, warmup=5)
+    model.park()
+    assert model.parked and not model.ready
+    assert model.to_state() == DriftModel(2, warmup=5).to_state()
+    model.reset()
+    assert not model.parked
+    assert model.to_state() == DriftModel(2, warmup=5).to_state()
+
+
+def test_parking_releases_most_of_a_models_memory() -> None:
+    import gc
+    import tracemalloc
+
+    path = _walk(5, 12)
+    tracemalloc.start()  # before the models exist: it only sees blocks allocated after start
+    try:
+        models = [_trained(path) for _ in range(50)]
+        for model in models:
+            model.equilibrium  # noqa: B018 - cached before measuring, as in a session
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for model in models:
+            model.park()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    released_per_model = (before - after) / len(models)
+    assert released_per_model > 1200, f"parking released only {released_per_model:.0f} B a model"

@@ -330,3 +330,23 @@ def test_matrix_invariants(rows: NDArray[np.float64], forgetting: float) -> None
     else:
         assert minimum == np.nanmin(off)
     assert sorted(interference_order(matrix, tracker.objectives)) == sorted(tracker.objectives)
+
+
+def test_parked_streams_keep_every_bit_and_unpack_on_use() -> None:
+    rng = np.random.default_rng(12)
+    steps = [(rng.normal(0.0, 0.1, 3), name) for name in ["a", "b", "a", "c", "b"] * 6]
+    live = InterferenceTracker(["x", "y", "z"], forgetting=0.95, warmup=2)
+    parked = InterferenceTracker(["x", "y", "z"], forgetting=0.95, warmup=2)
+    for increment, name in steps:
+        live.update(increment, name)
+        for other in ("a", "b", "c", "never-seen"):
+            parked.park(other)  # park everything, every step: updates unpack as needed
+        parked.update(increment, name)
+        for other in ("a", "b", "c"):
+            parked.park(other)
+        assert parked.to_state().model_dump_json() == live.to_state().model_dump_json()
+    assert parked.strategies == live.strategies == ("a", "b", "c")
+    assert parked.count("c") == live.count("c") == 6
+    for name in (None, "a", "b", "c"):
+        assert np.array_equal(parked.matrix(name), live.matrix(name), equal_nan=True)
+    assert parked.to_state() == live.to_state()

@@ -11,6 +11,7 @@ import pytest
 
 from steerloop import Controller, Decision, Policy, PolicyError, ScorerError, SessionState
 from steerloop.controller.diagnostics import metric_kinds
+from steerloop.controller.ewstats import EWMoments
 from steerloop.policies.schema import validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
@@ -117,7 +118,7 @@ def test_snapshot_restore_continues_bit_identically() -> None:
     session = first.session("a")
     replay = [comparable(session.update(s)) for s in scores[:37]]
     text = session.snapshot().model_dump_json()
-    assert json.loads(text)["schema_version"] == 1
+    assert json.loads(text)["schema_version"] == 2
     restored = make_controller().restore(text)
     replay += [comparable(restored.update(s)) for s in scores[37:]]
     assert replay == reference
@@ -297,3 +298,32 @@ def test_observe_scores_with_the_controllers_scorers_and_counts_failures() -> No
 def test_observe_without_scorers_says_how_to_fix() -> None:
     with pytest.raises(ScorerError, match=r"session\.update"):
         make_controller().session("n").observe("text")
+
+
+def test_only_the_running_strategys_drift_model_is_unpacked() -> None:
+    controller = make_controller(
+        rules=[
+            {
+                "name": "rotate",
+                "when": {"metric": "step", "above": 0},
+                "then": {"switch_to": "secure"},
+            }
+        ],
+        switching={"min_dwell": 1},
+    )
+    session = controller.session("p")
+    seen_switch = False
+    for scores in linear_sde_scores(3, 30):
+        decision = session.update(scores)
+        models = session._est.drift
+        for name, model in models.items():
+            assert model.parked == (name != session.strategy), (name, decision.strategy)
+        for name, stream in session._est.interference._by_strategy.items():
+            assert isinstance(stream, EWMoments) == (name == session.strategy), name
+        seen_switch |= decision.changed
+    assert seen_switch and set(session._est.drift) == {"balanced", "secure"}
+    restored = make_controller().restore(session.snapshot().model_dump_json())
+    assert {name: m.parked for name, m in restored._est.drift.items()} == {
+        "balanced": True,
+        "secure": False,
+    }

@@ -169,7 +169,7 @@ def test_stored_state_is_json_with_a_schema_version(store: StateStore) -> None:
     loaded = store.load("s")
     assert loaded is not None
     document = json.loads(loaded[0])
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert SessionState.model_validate_json(loaded[0]).step == 1
 
 
