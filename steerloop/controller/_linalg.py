@@ -12,12 +12,13 @@ the callers guarantee. If numpy ever drops the private module, the public functi
 
 from __future__ import annotations
 
+import math
 from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["eigvals", "eigvalsh", "inv", "singular_values", "solve"]
+__all__ = ["condition_bound", "eigvals", "eigvalsh", "inv", "singular_values", "solve"]
 
 FloatArray = NDArray[np.float64]
 ComplexArray = NDArray[np.complex128]
@@ -33,6 +34,51 @@ try:  # pragma: no branch
     FAST = True
 except (ImportError, AttributeError):  # pragma: no cover - depends on the numpy build
     FAST = False
+
+
+def condition_bound(a: FloatArray) -> float:
+    """Upper bound ‖A‖_F^d / |det A| on cond₂(A) = σ_max/σ_min, in closed form for d ≤ 3.
+
+    Every singular value is at most ‖A‖_F and their product is |det A|, so
+    σ_min = |det A| / ∏_{i<d} σ_i ≥ |det A| / ‖A‖_F^{d−1} and σ_max ≤ ‖A‖_F, hence
+    cond₂(A) ≤ ‖A‖_F^d / |det A|. Cheap for the 1 × 1 to 3 × 3 drift matrices (no SVD);
+    ``inf`` when the bound is not available (d > 3, det A = 0, non-finite entries), which
+    only tells the caller to compute cond₂ itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[-0.5, 0.1, 0.0], [0.0, -0.4, 0.0], [0.2, 0.0, -0.6]])
+    >>> bool(np.linalg.cond(a) <= condition_bound(a) < 10.0)
+    True
+    """
+    d = a.shape[0]
+    if d > 3:
+        return math.inf
+    rows: list[list[float]] = a.tolist()
+    squares = 0.0
+    for row in rows:
+        for value in row:
+            squares += value * value
+    if d == 3:
+        (a00, a01, a02), (a10, a11, a12), (a20, a21, a22) = rows
+        det = (
+            a00 * (a11 * a22 - a12 * a21)
+            - a01 * (a10 * a22 - a12 * a20)
+            + a02 * (a10 * a21 - a11 * a20)
+        )
+        power = squares * math.sqrt(squares)
+    elif d == 2:
+        (a00, a01), (a10, a11) = rows
+        det = a00 * a11 - a01 * a10
+        power = squares
+    else:
+        det = rows[0][0] if d == 1 else 0.0
+        power = math.sqrt(squares)
+    det = abs(float(det))
+    if not (det > 0.0 and math.isfinite(det) and math.isfinite(power)):
+        return math.inf
+    return power / det
 
 
 def _singular(_error: str, _flag: int) -> NoReturn:
