@@ -65,6 +65,23 @@ def test_linalg_helpers_raise_like_numpy() -> None:
         _linalg.solve(singular, np.ones(2))
 
 
+def test_linalg_helpers_keep_the_callers_error_state() -> None:
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    before = np.geterr()
+    with np.errstate(all="raise"):
+        inside = np.geterr()
+        with pytest.raises(np.linalg.LinAlgError):
+            _linalg.inv(singular)
+        assert np.geterr() == inside
+        _linalg.eigvals(np.eye(2))
+        assert np.geterr() == inside
+    with pytest.raises(np.linalg.LinAlgError):
+        _linalg.solve(singular, np.ones(2))
+    _linalg.eigvalsh(np.eye(2))
+    _linalg.singular_values(np.eye(2))
+    assert np.geterr() == before
+
+
 # ----------------------------------------------------------------------------- spectrum
 
 
