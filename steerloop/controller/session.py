@@ -361,15 +361,21 @@ class Session:
         values = kalman._measurement
         self._scorer_errors += scorer_errors
         flags = used.tolist()
-        self._last_scores = dict(
-            zip(
-                objectives,
-                [v if ok else None for v, ok in zip(values.tolist(), flags, strict=True)],
-                strict=True,
+        missing: tuple[str, ...]
+        if flags and False not in flags:  # the common case: every score used
+            self._last_scores = dict(zip(objectives, values.tolist(), strict=True))
+            missing = ()
+            any_used = True
+        else:
+            self._last_scores = dict(
+                zip(
+                    objectives,
+                    [v if ok else None for v, ok in zip(values.tolist(), flags, strict=True)],
+                    strict=True,
+                )
             )
-        )
-        missing = tuple(name for name, ok in zip(objectives, flags, strict=True) if not ok)
-        any_used = True in flags
+            missing = tuple(name for name, ok in zip(objectives, flags, strict=True) if not ok)
+            any_used = True in flags
         self._step += 1
         self._strategy_steps += 1
         strategy = self._strategy
@@ -503,9 +509,10 @@ class Session:
         ):
             diag[objective_key] = value
             diag[score_key] = scores[name]
-        if spectrum is not None:
-            diag["drift.rate"] = _finite_or_none(spectrum.rate)
-            diag["drift.max_real"] = _finite_or_none(spectrum.max_real)
+        if spectrum is not None:  # rate and max_real are Python floats
+            rate, max_real = spectrum.rate, spectrum.max_real
+            diag["drift.rate"] = rate if math.isfinite(rate) else None
+            diag["drift.max_real"] = max_real if math.isfinite(max_real) else None
             diag["drift.regime"] = spectrum.regime
         else:
             diag["drift.rate"] = diag["drift.max_real"] = None
@@ -538,10 +545,15 @@ class Session:
         diag["severity.value"] = severity_value
         lazy: dict[str, Callable[[], DiagnosticValue]] = {}
         if severity.ready:
-            diag["severity.alpha"] = _finite_or_none(severity.alpha)
-            diag["severity.beta"] = _finite_or_none(severity.beta)
-            diag["severity.gamma"] = _finite_or_none(severity.gamma)
-            diag["severity.margin"] = _finite_or_none(severity.margin)
+            # α̂, β̂, γ̂ read once (the properties each re-check readiness); margin = α̂ − β̂
+            # exactly as SeverityModel.margin computes it.
+            alpha, beta, gamma = severity._theta()
+            margin = alpha - beta
+            isfinite = math.isfinite
+            diag["severity.alpha"] = alpha if isfinite(alpha) else None
+            diag["severity.beta"] = beta if isfinite(beta) else None
+            diag["severity.gamma"] = gamma if isfinite(gamma) else None
+            diag["severity.margin"] = margin if isfinite(margin) else None
             diag["severity.phase"] = severity.phase
             lazy["severity.first_passage"] = _first_passage_thunk(
                 severity, policy.severity.threshold
