@@ -396,14 +396,15 @@ class Session:
                 est.interference.update(current - self._previous, strategy)
             self._previous = current
 
-        severity_value = self._severity(filtered, severity_override)
+        filtered_list: list[float] = filtered.tolist()
+        severity_value = self._severity(filtered_list, severity_override)
         if severity_value is not None:
             est.severity.update(severity_value)
 
         spectrum, equilibrium = self._spectrum(drift)
         interference_matrix = est.interference.matrix() if est.interference.ready() else None
         diagnostic_values, lazy = self._diagnostics(
-            filtered.tolist(),
+            filtered_list,
             drift,
             spectrum,
             equilibrium,
@@ -453,16 +454,19 @@ class Session:
             alerts=outcome.alerts,
         )
 
-    def _severity(self, filtered: FloatArray, override: float | None) -> float | None:
-        """Severity s_t ∈ [0, 1] from the configured source (DESIGN.md "Severity")."""
+    def _severity(self, filtered: list[float], override: float | None) -> float | None:
+        """Severity s_t ∈ [0, 1] from the configured source (DESIGN.md "Severity").
+
+        ``filtered`` is x̂_t as a list (finite: the Kalman guard keeps it so).
+        """
         if override is not None:
             value = float(override)
         else:
             source = self._controller.policy.severity.source
             if source is None:
-                value = 1.0 - float(filtered.min())
+                value = 1.0 - min(filtered)
             elif source.objective is not None:
-                level = float(filtered[self._objectives.index(source.objective)])
+                level = filtered[self._objectives.index(source.objective)]
                 value = 1.0 - level if source.invert else level
             else:
                 score = self._last_scores.get(source.score or "")
