@@ -39,6 +39,9 @@ FloatArray = NDArray[np.float64]
 
 #: The equilibrium −A⁻¹b is reported only when cond₂(A) is at most this.
 EQUILIBRIUM_MAX_CONDITION = 1e8
+# A closed-form upper bound on cond₂(A) below this settles the equilibrium's test without
+# an SVD (see DriftModel._equilibrium_shared).
+_CONDITION_BOUND_LIMIT = 1e-2 * EQUILIBRIUM_MAX_CONDITION
 
 _IDENTITY: dict[int, FloatArray] = {}
 
@@ -327,15 +330,26 @@ class DriftModel:
         solution: FloatArray | None = None
         # cond₂(A) = σ_max / σ_min as numpy.linalg.cond computes it (σ_min = 0 gives inf, NaN
         # fails the test either way); solve as numpy.linalg.solve (see _linalg).
-        singular = _linalg.singular_values(A)
-        largest, smallest = float(singular[0]), float(singular[-1])
-        condition = largest / smallest if smallest != 0.0 else math.inf
+        # For d ≤ 3 the closed-form bound cond₂(A) ≤ ‖A‖_F^d/|det A| (_linalg.condition_bound)
+        # settles the test without an SVD whenever it is far below the limit (the factor
+        # 1e-2 covers the rounding of either computation); otherwise the SVD decides.
+        if _linalg.condition_bound(A) <= _CONDITION_BOUND_LIMIT:
+            condition = 1.0  # cond₂(A) ≤ the bound ≤ the limit: well conditioned
+        else:
+            singular = _linalg.singular_values(A)
+            largest, smallest = float(singular[0]), float(singular[-1])
+            condition = largest / smallest if smallest != 0.0 else math.inf
         if condition <= EQUILIBRIUM_MAX_CONDITION:
             try:
                 solution = -_linalg.solve(A, b)
             except np.linalg.LinAlgError:
                 solution = None
-        if solution is not None and not bool(np.isfinite(solution).all()):
+        # A finite sum means every entry is finite; only otherwise look entry by entry.
+        if (
+            solution is not None
+            and not math.isfinite(float(solution.sum()))
+            and not bool(np.isfinite(solution).all())
+        ):
             solution = None
         if solution is not None:
             solution.flags.writeable = False

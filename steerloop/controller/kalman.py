@@ -69,6 +69,33 @@ _SAFE = 1e50
 
 _NAN = math.nan
 
+# The covariance guard bounds the eigenvalues by Gershgorin discs for d up to this size
+# (a Python loop over d² entries is cheaper than eigvalsh there) ...
+_GERSHGORIN_MAX_DIM = 4
+# ... and trusts those bounds only with this relative slack (computed eigenvalues are within
+# ~d·ε·‖P‖ of the exact ones, the computed disc bounds within ~d·ε·‖P‖ too).
+_GERSHGORIN_SLACK = 1e-9
+
+
+def _gershgorin(rows: list[list[float]]) -> tuple[float, float]:
+    """Lower and upper Gershgorin bounds min_i (P_ii − r_i), max_i (P_ii + r_i).
+
+    r_i = Σ_{j≠i} |P_ij|. Every eigenvalue of the (finite) matrix lies in between.
+    """
+    lower = math.inf
+    upper = -math.inf
+    for i, row in enumerate(rows):
+        radius = 0.0
+        for value in row:
+            radius += abs(value)
+        centre = row[i]
+        radius -= abs(centre)
+        if centre - radius < lower:
+            lower = centre - radius
+        if centre + radius > upper:
+            upper = centre + radius
+    return lower, upper
+
 
 def _score(item: object) -> float:
     """One entry of a measurement as a float in [0, 1], or NaN if it is not a valid score."""
@@ -532,6 +559,17 @@ class ObjectiveFilter:
             return False
         P = P + P.T
         P *= 0.5  # (P + Pᵀ)/2, the product in place
+        if self._dim <= _GERSHGORIN_MAX_DIM:
+            # Gershgorin: every eigenvalue lies in [P_ii − r_i, P_ii + r_i], r_i = Σ_{j≠i}|P_ij|.
+            # When those bounds already show that no floor applies and λ_max ≤ _SAFE (with a
+            # margin far above LAPACK's rounding), the eigenvalues are not needed: P is kept
+            # as is, exactly what the test on eigvalsh's extremes below would decide.
+            lower, upper = _gershgorin(P.tolist())
+            margin = lower - _GERSHGORIN_SLACK * upper
+            if upper <= 0.5 * _SAFE and margin > EIGENVALUE_FLOOR * max(1.0, upper):
+                kf.P = P
+                self._safe = x_small
+                return True
         try:
             eigenvalues = _linalg.eigvalsh(P)
         except np.linalg.LinAlgError:

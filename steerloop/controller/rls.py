@@ -402,6 +402,13 @@ class ScalarRLS:
     def quadratic(self, phi: list[float]) -> float:
         """φᵀPφ (the leverage of φ)."""
         cov = self._cov
+        if len(phi) == 3 == self._n:  # the loops below, written out (same sums, same order)
+            f0, f1, f2 = phi
+            (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = cov
+            total = 0.0 + (0.0 + f0 * r00 + f1 * r10 + f2 * r20) * f0
+            total += (0.0 + f0 * r01 + f1 * r11 + f2 * r21) * f1
+            total += (0.0 + f0 * r02 + f1 * r12 + f2 * r22) * f2
+            return total
         total = 0.0
         for j, phi_j in enumerate(phi):
             column = 0.0
@@ -417,6 +424,12 @@ class ScalarRLS:
         n = self._n
         if len(phi) != n:
             raise ShapeError("regressor", (n,), (len(phi),))
+        if n == 3:
+            self._update3(phi, target)
+            return
+        if n == 2:
+            self._update2(phi, target)
+            return
         squares = target * target
         for f in phi:
             squares += f * f
@@ -460,6 +473,104 @@ class ScalarRLS:
             factor = 1.0
         if factor != 1.0:
             self._cov = [[r * factor for r in row] for row in cov]
+        self._count += 1
+
+    def _update2(self, phi: list[float], target: float) -> None:
+        """:meth:`update` for two features, written out as :meth:`_update3` (same floats)."""
+        f0, f1 = phi
+        squares = target * target
+        squares += f0 * f0
+        squares += f1 * f1
+        if not math.isfinite(squares):
+            raise NumericalError(
+                "RLS update",
+                "regressor or target is not finite (or above ~1e150); drop missing or invalid "
+                "values before updating",
+            )
+        (r00, r01), (r10, r11) = self._cov
+        g0 = 0.0 + r00 * f0 + r01 * f1
+        g1 = 0.0 + r10 * f0 + r11 * f1
+        denom = self._forgetting + f0 * g0 + f1 * g1
+        if not 0.0 < denom < math.inf:
+            raise NumericalError(
+                "RLS update",
+                f"φᵀPφ + λ = {denom} is not positive and finite; rescale the regressors",
+            )
+        scale = 1.0 / math.sqrt(denom)
+        w0 = g0 * scale
+        w1 = g1 * scale
+        t0, t1 = self._theta
+        error = (0.0 + t0 * f0 + t1 * f1 - target) * scale
+        self._theta = [t0 - error * w0, t1 - error * w1]
+        c00 = r00 - w0 * w0
+        c11 = r11 - w1 * w1
+        cov = [[c00, r01 - w0 * w1], [r10 - w1 * w0, c11]]
+        trace = 0.0 + c00 + c11
+        if trace * self._inv_forgetting > self._max_trace:
+            factor = self._max_trace / trace
+        elif self._forgetting != 1.0:
+            factor = self._inv_forgetting
+        else:
+            factor = 1.0
+        if factor != 1.0:
+            cov = [[r * factor for r in row] for row in cov]
+        self._cov = cov
+        self._count += 1
+
+    def _update3(self, phi: list[float], target: float) -> None:
+        """:meth:`update` for three features, the loops written out (the severity drift fit).
+
+        Every sum starts from 0.0 (or λ) and adds the terms left to right, exactly as the
+        loops of :meth:`update` do, so the results are the same floats: g = Pφ,
+        δ = λ + φᵀg, w = g/√δ, θ ← θ − w (θᵀφ − z)/√δ, P ← (P − w wᵀ)·factor (module
+        docstring, the recursion and the windup guard).
+        """
+        f0, f1, f2 = phi
+        squares = target * target
+        squares += f0 * f0
+        squares += f1 * f1
+        squares += f2 * f2
+        if not math.isfinite(squares):
+            raise NumericalError(
+                "RLS update",
+                "regressor or target is not finite (or above ~1e150); drop missing or invalid "
+                "values before updating",
+            )
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = self._cov
+        g0 = 0.0 + r00 * f0 + r01 * f1 + r02 * f2
+        g1 = 0.0 + r10 * f0 + r11 * f1 + r12 * f2
+        g2 = 0.0 + r20 * f0 + r21 * f1 + r22 * f2
+        denom = self._forgetting + f0 * g0 + f1 * g1 + f2 * g2
+        if not 0.0 < denom < math.inf:
+            raise NumericalError(
+                "RLS update",
+                f"φᵀPφ + λ = {denom} is not positive and finite; rescale the regressors",
+            )
+        scale = 1.0 / math.sqrt(denom)
+        w0 = g0 * scale
+        w1 = g1 * scale
+        w2 = g2 * scale
+        t0, t1, t2 = self._theta
+        error = (0.0 + t0 * f0 + t1 * f1 + t2 * f2 - target) * scale
+        self._theta = [t0 - error * w0, t1 - error * w1, t2 - error * w2]
+        c00 = r00 - w0 * w0
+        c11 = r11 - w1 * w1
+        c22 = r22 - w2 * w2
+        cov = [
+            [c00, r01 - w0 * w1, r02 - w0 * w2],
+            [r10 - w1 * w0, c11, r12 - w1 * w2],
+            [r20 - w2 * w0, r21 - w2 * w1, c22],
+        ]
+        trace = 0.0 + c00 + c11 + c22
+        if trace * self._inv_forgetting > self._max_trace:
+            factor = self._max_trace / trace
+        elif self._forgetting != 1.0:
+            factor = self._inv_forgetting
+        else:
+            factor = 1.0
+        if factor != 1.0:
+            cov = [[r * factor for r in row] for row in cov]
+        self._cov = cov
         self._count += 1
 
     def to_state(self) -> RLSState:

@@ -361,15 +361,21 @@ class Session:
         values = kalman._measurement
         self._scorer_errors += scorer_errors
         flags = used.tolist()
-        self._last_scores = dict(
-            zip(
-                objectives,
-                [v if ok else None for v, ok in zip(values.tolist(), flags, strict=True)],
-                strict=True,
+        missing: tuple[str, ...]
+        if flags and False not in flags:  # the common case: every score used
+            self._last_scores = dict(zip(objectives, values.tolist(), strict=True))
+            missing = ()
+            any_used = True
+        else:
+            self._last_scores = dict(
+                zip(
+                    objectives,
+                    [v if ok else None for v, ok in zip(values.tolist(), flags, strict=True)],
+                    strict=True,
+                )
             )
-        )
-        missing = tuple(name for name, ok in zip(objectives, flags, strict=True) if not ok)
-        any_used = True in flags
+            missing = tuple(name for name, ok in zip(objectives, flags, strict=True) if not ok)
+            any_used = True in flags
         self._step += 1
         self._strategy_steps += 1
         strategy = self._strategy
@@ -390,14 +396,15 @@ class Session:
                 est.interference.update(current - self._previous, strategy)
             self._previous = current
 
-        severity_value = self._severity(filtered, severity_override)
+        filtered_list: list[float] = filtered.tolist()
+        severity_value = self._severity(filtered_list, severity_override)
         if severity_value is not None:
             est.severity.update(severity_value)
 
         spectrum, equilibrium = self._spectrum(drift)
         interference_matrix = est.interference.matrix() if est.interference.ready() else None
         diagnostic_values, lazy = self._diagnostics(
-            filtered.tolist(),
+            filtered_list,
             drift,
             spectrum,
             equilibrium,
@@ -449,16 +456,19 @@ class Session:
             alerts=outcome.alerts,
         )
 
-    def _severity(self, filtered: FloatArray, override: float | None) -> float | None:
-        """Severity s_t ∈ [0, 1] from the configured source (DESIGN.md "Severity")."""
+    def _severity(self, filtered: list[float], override: float | None) -> float | None:
+        """Severity s_t ∈ [0, 1] from the configured source (DESIGN.md "Severity").
+
+        ``filtered`` is x̂_t as a list (finite: the Kalman guard keeps it so).
+        """
         if override is not None:
             value = float(override)
         else:
             source = self._controller.policy.severity.source
             if source is None:
-                value = 1.0 - float(filtered.min())
+                value = 1.0 - min(filtered)
             elif source.objective is not None:
-                level = float(filtered[self._objectives.index(source.objective)])
+                level = filtered[self._objectives.index(source.objective)]
                 value = 1.0 - level if source.invert else level
             else:
                 score = self._last_scores.get(source.score or "")
@@ -505,9 +515,10 @@ class Session:
         ):
             diag[objective_key] = value
             diag[score_key] = scores[name]
-        if spectrum is not None:
-            diag["drift.rate"] = _finite_or_none(spectrum.rate)
-            diag["drift.max_real"] = _finite_or_none(spectrum.max_real)
+        if spectrum is not None:  # rate and max_real are Python floats
+            rate, max_real = spectrum.rate, spectrum.max_real
+            diag["drift.rate"] = rate if math.isfinite(rate) else None
+            diag["drift.max_real"] = max_real if math.isfinite(max_real) else None
             diag["drift.regime"] = spectrum.regime
         else:
             diag["drift.rate"] = diag["drift.max_real"] = None
@@ -540,10 +551,15 @@ class Session:
         diag["severity.value"] = severity_value
         lazy: dict[str, Callable[[], DiagnosticValue]] = {}
         if severity.ready:
-            diag["severity.alpha"] = _finite_or_none(severity.alpha)
-            diag["severity.beta"] = _finite_or_none(severity.beta)
-            diag["severity.gamma"] = _finite_or_none(severity.gamma)
-            diag["severity.margin"] = _finite_or_none(severity.margin)
+            # α̂, β̂, γ̂ read once (the properties each re-check readiness); margin = α̂ − β̂
+            # exactly as SeverityModel.margin computes it.
+            alpha, beta, gamma = severity._theta()
+            margin = alpha - beta
+            isfinite = math.isfinite
+            diag["severity.alpha"] = alpha if isfinite(alpha) else None
+            diag["severity.beta"] = beta if isfinite(beta) else None
+            diag["severity.gamma"] = gamma if isfinite(gamma) else None
+            diag["severity.margin"] = margin if isfinite(margin) else None
             diag["severity.phase"] = severity.phase
             lazy["severity.first_passage"] = _first_passage_thunk(
                 severity, policy.severity.threshold

@@ -131,6 +131,10 @@ def format_value(value: object) -> str:
     >>> format_value(-0.2134), format_value(3.0), format_value("oscillatory"), format_value(None)
     ('-0.2134', '3', 'oscillatory', 'missing')
     """
+    if type(value) is float:  # the common case, decided as the general branch below does
+        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}"
     if value is None:
         return "missing"
     if isinstance(value, bool):

@@ -65,6 +65,23 @@ def test_linalg_helpers_raise_like_numpy() -> None:
         _linalg.solve(singular, np.ones(2))
 
 
+def test_linalg_helpers_keep_the_callers_error_state() -> None:
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    before = np.geterr()
+    with np.errstate(all="raise"):
+        inside = np.geterr()
+        with pytest.raises(np.linalg.LinAlgError):
+            _linalg.inv(singular)
+        assert np.geterr() == inside
+        _linalg.eigvals(np.eye(2))
+        assert np.geterr() == inside
+    with pytest.raises(np.linalg.LinAlgError):
+        _linalg.solve(singular, np.ones(2))
+    _linalg.eigvalsh(np.eye(2))
+    _linalg.singular_values(np.eye(2))
+    assert np.geterr() == before
+
+
 # ----------------------------------------------------------------------------- spectrum
 
 
@@ -226,3 +243,139 @@ def test_session_diagnostics_match_the_estimators() -> None:
     strategy = controller.policy.strategies[decision.strategy]
     assert decision.prompt == strategy.render(list(names), decision.focus)
     assert decision.diagnostics["drift.r2"] == session._est.drift[decision.previous_strategy].r2
+
+
+def _textbook_scalar_rls(
+    n: int, forgetting: float, max_trace: float, data: list[tuple[list[float], float]]
+) -> tuple[list[float], list[list[float]]]:
+    """ScalarRLS's recursion as plain index loops (the reference for the written-out paths)."""
+    theta = [0.0] * n
+    cov = [[100.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
+    for phi, target in data:
+        gain = []
+        for i in range(n):
+            total = 0.0
+            for j in range(n):
+                total += cov[i][j] * phi[j]
+            gain.append(total)
+        denom = forgetting
+        for i in range(n):
+            denom += phi[i] * gain[i]
+        scale = 1.0 / math.sqrt(denom)
+        w = [g * scale for g in gain]
+        prediction = 0.0
+        for i in range(n):
+            prediction += theta[i] * phi[i]
+        error = (prediction - target) * scale
+        theta = [theta[i] - error * w[i] for i in range(n)]
+        cov = [[cov[i][j] - w[i] * w[j] for j in range(n)] for i in range(n)]
+        trace = 0.0
+        for i in range(n):
+            trace += cov[i][i]
+        if trace / forgetting > max_trace:
+            factor = max_trace / trace
+        elif forgetting != 1.0:
+            factor = 1.0 / forgetting
+        else:
+            factor = 1.0
+        if factor != 1.0:
+            cov = [[value * factor for value in row] for row in cov]
+    return theta, cov
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize(("forgetting", "max_trace"), [(1.0, 1e6), (0.98, 1e6), (0.9, 350.0)])
+def test_scalar_rls_written_out_paths_equal_the_loops(
+    n: int, forgetting: float, max_trace: float
+) -> None:
+    rng = np.random.default_rng(n)
+    data: list[tuple[list[float], float]] = []
+    for k in range(2000):
+        s = float(rng.random()) if k % 97 else 0.0
+        phi = [s * (1.0 - s), -s * s, 1.0] if n == 3 else [1.0, s]
+        data.append((phi, float(rng.normal(0.0, 0.1)) if k % 89 else -0.0))
+    rls = ScalarRLS(n, forgetting=forgetting, max_trace=max_trace)
+    for phi, target in data:
+        rls.update(phi, target)
+    theta, cov = _textbook_scalar_rls(n, forgetting, max_trace, data)
+    assert rls.theta == theta
+    assert rls.covariance == cov
+    probe = [float(v) for v in rng.standard_normal(n)]
+    leverage = 0.0
+    for j in range(n):
+        column = 0.0
+        for i in range(n):
+            column += probe[i] * cov[i][j]
+        leverage += column * probe[j]
+    assert rls.quadratic(probe) == leverage
+
+
+def test_kalman_gershgorin_shortcut_keeps_the_guard_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import steerloop.controller.kalman as kalman_module
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for k in range(400):
+        dim = 1 + k % 4
+        root = rng.standard_normal((dim, dim)) * 10.0 ** rng.uniform(-7, 2)
+        covariance = root @ root.T + np.diag(rng.uniform(0.0, 1.0, dim)) * 10.0 ** rng.uniform(
+            -14, 0
+        )
+        cases.append((dim, covariance, rng.uniform(0.0, 1.0, dim)))
+
+    def run() -> list[tuple[bytes, bool]]:
+        out = []
+        for dim, covariance, mean in cases:
+            kf = ObjectiveFilter(dim, measurement_noise=0.01)
+            kf._kf.x = mean.reshape(dim, 1).copy()
+            kf._kf.P = covariance.copy()
+            assert kf._stabilize()
+            out.append((np.asarray(kf._kf.P).tobytes(), kf._safe))
+        return out
+
+    fast = run()
+    monkeypatch.setattr(kalman_module, "_GERSHGORIN_MAX_DIM", 0)
+    assert fast == run()
+
+
+def test_condition_bound_bounds_cond2_and_keeps_the_equilibrium(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import steerloop.controller.drift as drift_module
+    from steerloop.controller.drift import DriftModel
+
+    for matrix in _matrices(11):
+        bound = _linalg.condition_bound(matrix)
+        if matrix.shape[0] > 3:
+            assert bound == math.inf
+        elif math.isfinite(bound):
+            assert np.linalg.cond(matrix) <= bound * (1.0 + 1e-12)
+    assert _linalg.condition_bound(np.zeros((3, 3))) == math.inf
+    assert _linalg.condition_bound(np.array([[np.nan, 0.0], [0.0, 1.0]])) == math.inf
+
+    rng = np.random.default_rng(5)
+
+    def equilibria() -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for k in range(120):
+            dim = 1 + k % 3
+            model = DriftModel(dim, forgetting=0.98, warmup=dim + 2)
+            A = rng.standard_normal((dim, dim)) * 0.5 - 0.5 * np.eye(dim)
+            if k % 10 == 0:
+                A[0] = A[-1] * (1.0 + 1e-10)  # nearly singular
+            x = rng.uniform(0.0, 1.0, dim)
+            for _ in range(30):
+                following = x + A @ x + 0.1 + 0.01 * rng.standard_normal(dim)
+                model.update(x, following)
+                x = np.clip(following, -5.0, 5.0)
+            solution = model.equilibrium
+            out.append(None if solution is None else solution.tobytes())
+        return out
+
+    state = rng.bit_generator.state
+    fast = equilibria()
+    monkeypatch.setattr(drift_module, "_CONDITION_BOUND_LIMIT", -1.0)
+    rng.bit_generator.state = state
+    assert fast == equilibria()
