@@ -28,9 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from steerloop.controller import _linalg
-from steerloop.controller.ewstats import EWMoments
+from steerloop.controller.ewstats import ew_moments, moments_from_state, packed_state
 from steerloop.controller.rls import RecursiveLeastSquares
-from steerloop.controller.state import DriftState, EWMomentsState, RLSState
+from steerloop.controller.state import DriftState, RLSState
 from steerloop.errors import NotReadyError, ShapeError
 
 __all__ = ["EQUILIBRIUM_MAX_CONDITION", "DriftModel"]
@@ -140,8 +140,8 @@ class DriftModel:
             initial_covariance=initial_covariance,
             max_trace=max_trace,
         )
-        self._residuals = EWMoments(dim, forgetting=forgetting)
-        self._targets = EWMoments(dim, forgetting=forgetting)
+        self._residuals = ew_moments(dim, forgetting=forgetting)
+        self._targets = ew_moments(dim, forgetting=forgetting)
         self._squared_error: FloatArray = np.zeros(dim)
         self._phi: FloatArray = np.ones(dim + 1)  # regressor buffer [x; 1]
         self._count = 0
@@ -285,10 +285,8 @@ class DriftModel:
         self._require_ready("drift r2")
         if self._parked is not None:
             self._unpark()
-        targets = self._targets
-        total = float(targets._scatter.trace()) / targets.weight  # private: read, no copies
-        mean = targets._mean
-        if not total > _CONSTANT_TARGET_RATIO * (total + float(mean.dot(mean))):
+        total, mean_square = self._targets.variance_total()
+        if not total > _CONSTANT_TARGET_RATIO * (total + mean_square):
             return math.nan
         return 1.0 - float(self._squared_error.sum()) / total
 
@@ -425,42 +423,35 @@ class DriftModel:
             return
         if self.ready:
             self._equilibrium_shared()
-        rls, res, tgt = self._rls, self._residuals, self._targets
-        counts = (float(rls.count), res.weight, float(res.count), tgt.weight, float(tgt.count))
+        rls = self._rls
         self._parked = np.concatenate(
             (
                 rls._matrix.ravel(),
-                counts,
-                res._mean,
-                res._scatter.ravel(),
-                tgt._mean,
-                tgt._scatter.ravel(),
+                (float(rls.count),),
+                self._residuals.packed(),  # [W, n, m, S row by row]
+                self._targets.packed(),
                 self._squared_error,
             )
         )
         del self._rls, self._residuals, self._targets, self._squared_error, self._phi
 
-    def _parked_parts(
-        self,
-    ) -> tuple[FloatArray, list[float], FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Views of the packed vector: RLS [P; Θᵀ], the five scalars, m_e, S_e, m_z, S_z, MSE."""
+    def _parked_parts(self) -> tuple[FloatArray, int, FloatArray, FloatArray, FloatArray]:
+        """Views of the packed vector: RLS [P; Θᵀ], its count, the two streams, MSE."""
         packed = self._parked
         assert packed is not None
         d, p = self._dim, self._dim + 1
         k = (p + d) * p
         matrix = packed[:k].reshape(p + d, p)
-        scalars = packed[k : k + 5].tolist()
-        k += 5
-        res_mean, k = packed[k : k + d], k + d
-        res_scatter, k = packed[k : k + d * d].reshape(d, d), k + d * d
-        tgt_mean, k = packed[k : k + d], k + d
-        tgt_scatter, k = packed[k : k + d * d].reshape(d, d), k + d * d
-        return matrix, scalars, res_mean, res_scatter, tgt_mean, tgt_scatter, packed[k:]
+        rls_count = int(packed[k])
+        k += 1
+        size = 2 + d + d * d  # one stream: [W, n, m, S row by row]
+        residuals, k = packed[k : k + size], k + size
+        targets, k = packed[k : k + size], k + size
+        return matrix, rls_count, residuals, targets, packed[k:]
 
     def _unpark(self) -> None:
         """Rebuild the working objects from the packed vector (exact)."""
-        matrix, scalars, res_mean, res_scatter, tgt_mean, tgt_scatter, mse = self._parked_parts()
-        rls_count, res_weight, res_count, tgt_weight, tgt_count = scalars
+        matrix, rls_count, residuals, targets, mse = self._parked_parts()
         d = self._dim
         rls = RecursiveLeastSquares(
             d + 1,
@@ -470,20 +461,12 @@ class DriftModel:
             max_trace=self._max_trace,
         )
         rls._matrix[...] = matrix
-        rls._count = int(rls_count)
-        moments = []
-        for weight, count, mean, scatter in (
-            (res_weight, res_count, res_mean, res_scatter),
-            (tgt_weight, tgt_count, tgt_mean, tgt_scatter),
-        ):
-            stream = EWMoments(d, forgetting=self._forgetting)
-            stream._weight = weight
-            stream._mean = mean.copy()
-            stream._scatter = scatter.copy()
-            stream._count = int(count)
-            moments.append(stream)
+        rls._count = rls_count
+        self._residuals = ew_moments(d, forgetting=self._forgetting)
+        self._residuals.load_packed(residuals)
+        self._targets = ew_moments(d, forgetting=self._forgetting)
+        self._targets.load_packed(targets)
         self._rls = rls
-        self._residuals, self._targets = moments
         self._squared_error = mse.copy()
         self._phi = np.ones(d + 1)
         self._parked = None
@@ -493,29 +476,16 @@ class DriftModel:
     def to_state(self) -> DriftState:
         """Serializable state (exact round trip through JSON)."""
         if self._parked is not None:  # read the packed vector, stay parked
-            matrix, scalars, res_mean, res_scatter, tgt_mean, tgt_scatter, mse = (
-                self._parked_parts()
-            )
-            rls_count, res_weight, res_count, tgt_weight, tgt_count = scalars
+            matrix, rls_count, residuals, targets, mse = self._parked_parts()
             p = self._dim + 1
             return DriftState(
                 rls=RLSState(
                     theta=matrix[p:].T.tolist(),
                     covariance=matrix[:p].tolist(),
-                    count=int(rls_count),
+                    count=rls_count,
                 ),
-                residuals=EWMomentsState(
-                    weight=res_weight,
-                    mean=res_mean.tolist(),
-                    scatter=res_scatter.tolist(),
-                    count=int(res_count),
-                ),
-                targets=EWMomentsState(
-                    weight=tgt_weight,
-                    mean=tgt_mean.tolist(),
-                    scatter=tgt_scatter.tolist(),
-                    count=int(tgt_count),
-                ),
+                residuals=packed_state(residuals, self._dim),
+                targets=packed_state(targets, self._dim),
                 squared_error=mse.tolist(),
                 count=self._count,
             )
@@ -569,10 +539,10 @@ class DriftModel:
         )
         if (rls.n_features, rls.n_outputs) != (d + 1, d):
             raise ShapeError("rls.theta", (d + 1, d), (rls.n_features, rls.n_outputs))
-        residuals = EWMoments.from_state(state.residuals, forgetting=forgetting)
+        residuals = moments_from_state(state.residuals, forgetting=forgetting)
         if residuals.dim != d:
             raise ShapeError("residuals.mean", (d,), (residuals.dim,))
-        targets = EWMoments.from_state(state.targets, forgetting=forgetting)
+        targets = moments_from_state(state.targets, forgetting=forgetting)
         if targets.dim != d:
             raise ShapeError("targets.mean", (d,), (targets.dim,))
         model._rls = rls

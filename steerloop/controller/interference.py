@@ -9,8 +9,8 @@ the per-step increments Δx_t = x̂_t − x̂_{t−1} of the filtered objective 
 with forgetting λ ∈ (0, 1] over the n increments of a stream (λ = 1: the ordinary sample
 correlation). I_ij < 0 means steps that raise objective i tend to lower objective j (the
 paper measured functionality–efficiency −0.17 and functionality–security −0.09).
-:class:`InterferenceTracker` keeps one :class:`~steerloop.controller.ewstats.EWMoments`
-stream pooled over all steps and one per strategy; ``interference.min`` is the most negative
+:class:`InterferenceTracker` keeps one EW moments stream (:mod:`steerloop.controller.ewstats`)
+pooled over all steps and one per strategy; ``interference.min`` is the most negative
 off-diagonal entry of the pooled matrix, and :func:`interference_order` ranks objectives for
 the sequential mode (paper 1, appendix B.3: the objective that interferes most goes first).
 
@@ -36,7 +36,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from steerloop.controller.ewstats import EWMoments
+from steerloop.controller.ewstats import (
+    Moments,
+    SmallEWMoments,
+    ew_moments,
+    moments_from_state,
+    packed_state,
+)
 from steerloop.controller.state import EWMomentsState, InterferenceState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 
@@ -98,9 +104,9 @@ class InterferenceTracker:
         self._forgetting = forgetting
         self._warmup = warmup
         self._needed = max(warmup, 2)
-        self._pooled = EWMoments(len(names), forgetting=forgetting)
+        self._pooled: Moments = ew_moments(len(names), forgetting=forgetting)
         # A parked stream (see park()) is held as one vector [W, n, m, S row by row].
-        self._by_strategy: dict[str, EWMoments | FloatArray] = {}
+        self._by_strategy: dict[str, Moments | FloatArray] = {}
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -150,18 +156,23 @@ class InterferenceTracker:
             )
         stream = self._by_strategy.get(strategy)
         if stream is None:
-            stream = EWMoments(self.dim, forgetting=self._forgetting)
+            stream = ew_moments(self.dim, forgetting=self._forgetting)
             self._by_strategy[strategy] = stream
-        elif not isinstance(stream, EWMoments):
+        elif isinstance(stream, np.ndarray):
             stream = self._unpark(strategy, stream)
-        self._pooled.update(value)
-        stream.update(value)
+        if isinstance(stream, SmallEWMoments):  # convert once for both streams
+            values = value.tolist()
+            self._pooled.update(values)
+            stream.update(values)
+        else:
+            self._pooled.update(value)
+            stream.update(value)
 
-    def _stream(self, strategy: str | None) -> EWMoments | None:
+    def _stream(self, strategy: str | None) -> Moments | None:
         if strategy is None:
             return self._pooled
         stream = self._by_strategy.get(strategy)
-        if stream is None or isinstance(stream, EWMoments):
+        if stream is None or not isinstance(stream, np.ndarray):
             return stream
         return self._unpark(strategy, stream)
 
@@ -174,19 +185,12 @@ class InterferenceTracker:
         any use of the stream unpacks it. A strategy without a stream is ignored.
         """
         stream = self._by_strategy.get(strategy)
-        if isinstance(stream, EWMoments):
-            self._by_strategy[strategy] = np.concatenate(
-                ((stream.weight, float(stream.count)), stream._mean, stream._scatter.ravel())
-            )
+        if stream is not None and not isinstance(stream, np.ndarray):
+            self._by_strategy[strategy] = stream.packed()
 
-    def _unpark(self, strategy: str, packed: FloatArray) -> EWMoments:
-        d = self.dim
-        stream = EWMoments(d, forgetting=self._forgetting)
-        weight, count = packed[:2].tolist()
-        stream._weight = weight
-        stream._count = int(count)
-        stream._mean = packed[2 : 2 + d].copy()
-        stream._scatter = packed[2 + d :].reshape(d, d).copy()
+    def _unpark(self, strategy: str, packed: FloatArray) -> Moments:
+        stream = ew_moments(self.dim, forgetting=self._forgetting)
+        stream.load_packed(packed)
         self._by_strategy[strategy] = stream
         return stream
 
@@ -212,6 +216,26 @@ class InterferenceTracker:
         NotReadyError
             Before the stream has max(warmup, 2) increments (a strategy never seen has 0).
         """
+        stream = self._ready_stream(strategy)
+        if isinstance(stream, SmallEWMoments):
+            return np.array(_with_unit_diagonal(stream.correlation_rows()), dtype=np.float64)
+        corr = stream.correlation
+        if math.isnan(float(corr.trace())):  # some objective never moved: NaN rows
+            positive = np.flatnonzero(np.isfinite(np.diagonal(corr)))
+            corr[positive, positive] = 1.0
+        else:  # clipped entries are finite or NaN: no NaN on the diagonal, all of it is 1
+            corr.flat[:: corr.shape[0] + 1] = 1.0
+        return corr
+
+    def matrix_rows(self, strategy: str | None = None) -> list[list[float]]:
+        """:meth:`matrix` as nested lists (same numbers; no array at small d). Same errors."""
+        stream = self._ready_stream(strategy)
+        if isinstance(stream, SmallEWMoments):
+            return _with_unit_diagonal(stream.correlation_rows())
+        rows: list[list[float]] = self.matrix(strategy).tolist()
+        return rows
+
+    def _ready_stream(self, strategy: str | None) -> Moments:
         stream = self._stream(strategy)
         have = 0 if stream is None else stream.count
         if stream is None or have < self._needed:
@@ -221,13 +245,7 @@ class InterferenceTracker:
                 else f"interference matrix of strategy {strategy!r}"
             )
             raise NotReadyError(what, self._needed, have)
-        corr = stream.correlation
-        if math.isnan(float(corr.trace())):  # some objective never moved: NaN rows
-            positive = np.flatnonzero(np.isfinite(np.diagonal(corr)))
-            corr[positive, positive] = 1.0
-        else:  # clipped entries are finite or NaN: no NaN on the diagonal, all of it is 1
-            corr.flat[:: corr.shape[0] + 1] = 1.0
-        return corr
+        return stream
 
     def minimum_pair(self, strategy: str | None = None) -> tuple[str, str, float] | None:
         """The most negative off-diagonal entry I_ij and its objectives (i before j).
@@ -288,24 +306,26 @@ class InterferenceTracker:
         return tracker
 
 
-def _stream_state(stream: EWMoments | FloatArray) -> EWMomentsState:
+def _stream_state(stream: Moments | FloatArray) -> EWMomentsState:
     """``stream.to_state()``, also for a parked stream (read without unpacking it)."""
-    if isinstance(stream, EWMoments):
+    if not isinstance(stream, np.ndarray):
         return stream.to_state()
     d = math.isqrt(stream.shape[0] - 2)  # length 2 + d + d², and d² ≤ d + d² < (d + 1)²
-    weight, count = stream[:2].tolist()
-    return EWMomentsState(
-        weight=weight,
-        mean=stream[2 : 2 + d].tolist(),
-        scatter=stream[2 + d :].reshape(d, d).tolist(),
-        count=int(count),
-    )
+    return packed_state(stream, d)
 
 
-def _restore(state: EWMomentsState, dim: int, forgetting: float, label: str) -> EWMoments:
+def _restore(state: EWMomentsState, dim: int, forgetting: float, label: str) -> Moments:
     if len(state.mean) != dim:
         raise ShapeError(f"interference state {label!r} mean", (dim,), (len(state.mean),))
-    return EWMoments.from_state(state, forgetting=forgetting)
+    return moments_from_state(state, forgetting=forgetting)
+
+
+def _with_unit_diagonal(rows: list[list[float]]) -> list[list[float]]:
+    """Correlation rows with the diagonal set to exactly 1 where it is not NaN (in place)."""
+    for i, row in enumerate(rows):
+        if row[i] == row[i]:  # not NaN: the variance is positive
+            row[i] = 1.0
+    return rows
 
 
 def off_diagonal_minimum(matrix: FloatArray) -> float:

@@ -402,13 +402,13 @@ class Session:
             est.severity.update(severity_value)
 
         spectrum, equilibrium = self._spectrum(drift)
-        interference_matrix = est.interference.matrix() if est.interference.ready() else None
+        interference_rows = est.interference.matrix_rows() if est.interference.ready() else None
         diagnostic_values, lazy = self._diagnostics(
             filtered_list,
             drift,
             spectrum,
             equilibrium,
-            interference_matrix,
+            interference_rows,
             severity_value,
             strategy,
         )
@@ -428,7 +428,7 @@ class Session:
                 filtered=filtered,
                 equilibria=equilibria,
                 estimated=frozenset(estimated),
-                interference=interference_matrix,
+                interference=interference_rows,
             ),
             est.memory,
         )
@@ -496,7 +496,7 @@ class Session:
         drift: DriftModel,
         spectrum: SpectrumSummary | None,
         equilibrium: FloatArray | None,
-        interference_matrix: FloatArray | None,
+        interference_rows: list[list[float]] | None,
         severity_value: float | None,
         strategy: str,
     ) -> tuple[dict[str, DiagnosticValue], dict[str, Callable[[], DiagnosticValue]]]:
@@ -528,10 +528,10 @@ class Session:
             diag.update(zip(names.equilibrium, equilibrium.tolist(), strict=True))
         else:
             diag.update(dict.fromkeys(names.equilibrium))
-        if interference_matrix is not None:
+        if interference_rows is not None:
             # Entries are in [−1, 1] or NaN. interference.min is the smallest non-NaN entry
             # above the diagonal, the first in row-major order on ties (off_diagonal_minimum).
-            rows = interference_matrix.tolist()
+            rows = interference_rows
             lowest: float | None = None
             entries: list[float | None] = []
             for i, j, upper in names.pairs:

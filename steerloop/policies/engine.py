@@ -83,8 +83,8 @@ class EngineContext:
         Predicted equilibrium per strategy; ``None`` when not estimable.
     estimated : frozenset[str]
         Strategies whose drift model has finished warm-up.
-    interference : numpy.ndarray | None
-        Pooled interference matrix, or ``None`` before it is ready.
+    interference : numpy.ndarray | list[list[float]] | None
+        Pooled interference matrix (an array or its rows), or ``None`` before it is ready.
     """
 
     step: int
@@ -93,7 +93,7 @@ class EngineContext:
     filtered: NDArray[np.float64]
     equilibria: Mapping[str, NDArray[np.float64] | None]
     estimated: frozenset[str]
-    interference: NDArray[np.float64] | None
+    interference: NDArray[np.float64] | list[list[float]] | None
 
 
 @dataclass(frozen=True)
