@@ -415,10 +415,13 @@ class Session:
         diagnostics = LazyDiagnostics(diagnostic_values, lazy)
         equilibria: dict[str, FloatArray | None] = {}
         estimated: set[str] = set()
-        for name, model in est.drift.items():
-            if model.ready:
-                estimated.add(name)
-                equilibria[name] = equilibrium if model is drift else model._equilibrium_shared()
+        if engine.reads_drift_models:  # only best_predicted reads every strategy's model
+            for name, model in est.drift.items():
+                if model.ready:
+                    estimated.add(name)
+                    equilibria[name] = (
+                        equilibrium if model is drift else model._equilibrium_shared()
+                    )
         outcome = engine.decide(
             diagnostics,
             EngineContext(

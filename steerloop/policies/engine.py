@@ -80,9 +80,11 @@ class EngineContext:
     filtered : numpy.ndarray
         Filtered objective state x̂_t, shape (d,).
     equilibria : Mapping[str, numpy.ndarray | None]
-        Predicted equilibrium per strategy; ``None`` when not estimable.
+        Predicted equilibrium per strategy; ``None`` when not estimable. Read only by
+        ``best_predicted``: empty when no rule of the policy has that action
+        (:attr:`PolicyEngine.reads_drift_models`).
     estimated : frozenset[str]
-        Strategies whose drift model has finished warm-up.
+        Strategies whose drift model has finished warm-up (empty as ``equilibria``).
     interference : numpy.ndarray | list[list[float]] | None
         Pooled interference matrix (an array or its rows), or ``None`` before it is ready.
     """
@@ -192,11 +194,23 @@ class PolicyEngine:
         self._by_name = {compiled.rule.name: compiled for compiled in self._rules}
         self._focus_strategy = {name: self._strategy_for(name) for name in self._objectives}
         self._prompts: dict[tuple[str, str | None], str] = {}
+        self._reads_drift_models = any(
+            rule.then.best_predicted is not None for rule in policy.rules
+        )
 
     @property
     def policy(self) -> Policy:
         """The policy this engine evaluates."""
         return self._policy
+
+    @property
+    def reads_drift_models(self) -> bool:
+        """Whether a rule reads :attr:`EngineContext.equilibria`/``estimated`` (``best_predicted``).
+
+        When none does, the session passes them empty instead of collecting every
+        strategy's model each step.
+        """
+        return self._reads_drift_models
 
     def _strategy_for(self, objective: str) -> str | None:
         best_name: str | None = None

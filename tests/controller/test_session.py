@@ -326,3 +326,19 @@ def test_only_the_running_strategys_drift_model_is_unpacked() -> None:
         "balanced": True,
         "secure": False,
     }
+
+
+def test_best_predicted_session_explores_every_strategy() -> None:
+    """The session hands the drift models to the engine when a rule reads them."""
+    controller = Controller(preset="predictive")
+    assert controller.engine.reads_drift_models
+    session = controller.session("explorer")
+    rng = np.random.default_rng(0)
+    reasons = []
+    for _ in range(200):
+        levels = np.clip(np.array([0.6, 0.5, 0.7]) + 0.05 * rng.standard_normal(3), 0.0, 1.0)
+        scores = dict(zip(controller.policy.objectives, levels.tolist(), strict=True))
+        decision = session.update(scores)
+        reasons.append(decision.reason)
+    assert set(session.snapshot().drift) == set(controller.policy.strategies)
+    assert any("exploring" in reason for reason in reasons)

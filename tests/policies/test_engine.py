@@ -10,6 +10,7 @@ import pytest
 from steerloop.controller.diagnostics import DiagnosticValue
 from steerloop.controller.interference import interference_order
 from steerloop.policies.engine import EngineContext, EngineMemory, PolicyEngine
+from steerloop.policies.loader import load_preset
 from steerloop.policies.schema import Policy, validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
@@ -314,6 +315,7 @@ def test_best_predicted_explores_then_exploits() -> None:
         switching={"min_dwell": 0},
     )
     engine, memory = PolicyEngine(policy), EngineMemory()
+    assert engine.reads_drift_models
     exploring = engine.decide(diag(), context(6, "adaptive_integration"), memory)
     assert exploring.strategy == "adaptive_integration"
     assert "exploring" in exploring.reason
@@ -387,3 +389,8 @@ def test_unknown_current_strategy_falls_back_to_initial(strategy: str) -> None:
     engine = PolicyEngine(make_policy([]))
     outcome = engine.decide(diag(), context(9, strategy), EngineMemory())
     assert outcome.strategy == "adaptive_integration"
+
+
+def test_only_best_predicted_policies_read_the_drift_models() -> None:
+    assert not PolicyEngine(load_preset("paper")).reads_drift_models
+    assert PolicyEngine(load_preset("predictive")).reads_drift_models
