@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -220,7 +221,9 @@ class SmallEWMoments:
     """:class:`EWMoments` with m and S held as Python floats (d ≤ :data:`SMALL_DIM`).
 
     Same interface and bit-identical numbers (module docstring); the array properties build
-    new arrays. ``update`` also takes a list of floats.
+    new arrays. ``update`` also takes a list of floats. The state is one list
+    [m, S above and on the diagonal, row by row]: S stays exactly symmetric under the
+    recurrence (δ_i δ_j = δ_j δ_i in IEEE arithmetic), so its upper triangle is all of it.
 
     Examples
     --------
@@ -233,7 +236,7 @@ class SmallEWMoments:
     (True, True)
     """
 
-    __slots__ = ("_count", "_dim", "_forgetting", "_mean", "_pairs", "_scatter", "_weight")
+    __slots__ = ("_count", "_dim", "_forgetting", "_layout", "_values", "_weight")
 
     def __init__(self, dim: int, *, forgetting: float = 1.0) -> None:
         if dim < 1:
@@ -244,10 +247,9 @@ class SmallEWMoments:
             raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
         self._dim = dim
         self._forgetting = forgetting
-        self._pairs = _pairs(dim)
+        self._layout = _layout(dim)
         self._weight = 0.0
-        self._mean: list[float] = [0.0] * dim
-        self._scatter: list[float] = [0.0] * (dim * dim)  # row by row
+        self._values: list[float] = [0.0] * (dim + len(self._layout.upper))
         self._count = 0
 
     @property
@@ -268,37 +270,44 @@ class SmallEWMoments:
     @property
     def mean(self) -> FloatArray:
         """Weighted mean m (a new array)."""
-        return np.array(self._mean, dtype=np.float64)
+        return np.array(self._values[: self._dim], dtype=np.float64)
+
+    def _scatter_rows(self) -> list[list[float]]:
+        values = self._values
+        return [[values[k] for k in row] for row in self._layout.positions]
 
     @property
     def scatter(self) -> FloatArray:
         """Unnormalized weighted scatter S (a new array)."""
-        return np.array(self._scatter, dtype=np.float64).reshape(self._dim, self._dim)
+        return np.array(self._scatter_rows(), dtype=np.float64)
 
     def update(self, value: FloatArray | Sequence[float]) -> None:
         """Add one observation ``value`` of length d (must be finite)."""
-        values: list[float]
-        if isinstance(value, np.ndarray):
-            if value.shape != (self._dim,):
-                raise ShapeError("value", (self._dim,), value.shape)
-            values = value.tolist()
-        else:
-            values = list(value)
-            if len(values) != self._dim:
-                raise ShapeError("value", (self._dim,), (len(values),))
+        values = value if type(value) is list else self._as_list(value)
+        if len(values) != self._dim:
+            raise ShapeError("value", (self._dim,), (len(values),))
         forgetting = self._forgetting
         decayed = forgetting * self._weight
         weight = decayed + 1.0
-        mean = self._mean
-        delta = [v - m for v, m in zip(values, mean, strict=True)]
-        self._mean = [m + e / weight for m, e in zip(mean, delta, strict=True)]
+        state = self._values
+        # zip stops at the d entries of the observation: the first d of the state are m.
+        delta = [v - m for v, m in zip(values, state, strict=False)]
         scale = decayed / weight
-        self._scatter = [
-            forgetting * s + (delta[i] * delta[j]) * scale
-            for s, (i, j) in zip(self._scatter, self._pairs, strict=True)
+        updated = [m + e / weight for m, e in zip(state, delta, strict=False)]
+        updated += [
+            forgetting * state[k] + (delta[i] * delta[j]) * scale for k, i, j in self._layout.upper
         ]
+        self._values = updated
         self._weight = weight
         self._count += 1
+
+    def _as_list(self, value: FloatArray | Sequence[float]) -> list[float]:
+        if isinstance(value, np.ndarray):
+            if value.shape != (self._dim,):
+                raise ShapeError("value", (self._dim,), value.shape)
+            values: list[float] = value.tolist()
+            return values
+        return list(value)
 
     @property
     def covariance(self) -> FloatArray:
@@ -311,22 +320,21 @@ class SmallEWMoments:
         """:attr:`correlation` as nested lists. Needs two observations."""
         if self._count < 2:
             raise NotReadyError("EW correlation", 2, self._count)
-        d = self._dim
-        scatter = self._scatter
-        scale = [math.sqrt(scatter[i * d + i]) for i in range(d)]
+        values = self._values
+        scale = [math.sqrt(values[k]) for k in self._layout.diagonal]
         rows: list[list[float]] = []
-        for i in range(d):
+        for i, positions in enumerate(self._layout.positions):
             row: list[float] = []
-            for j in range(d):
+            for j, k in enumerate(positions):
                 product = scale[i] * scale[j]
                 # S / (√S_ii √S_jj) with numpy's results where the product is 0 (0/0 and
                 # x/0 are NaN there), then clipped to [−1, 1] with NaN kept.
-                value = scatter[i * d + j] / product if product != 0.0 else _NAN
-                if value < -1.0:  # NaN fails both tests and stays NaN
-                    value = -1.0
-                elif value > 1.0:
-                    value = 1.0
-                row.append(value)
+                entry = values[k] / product if product != 0.0 else _NAN
+                if entry < -1.0:  # NaN fails both tests and stays NaN
+                    entry = -1.0
+                elif entry > 1.0:
+                    entry = 1.0
+                row.append(entry)
             rows.append(row)
         return rows
 
@@ -339,20 +347,26 @@ class SmallEWMoments:
         """(tr S / W, m·m), as :meth:`EWMoments.variance_total`. Needs one observation."""
         if self._count < 1:
             raise NotReadyError("EW variance", 1, self._count)
-        d = self._dim
-        scatter = self._scatter
+        values = self._values
         trace = 0.0
-        for i in range(d):
-            trace += scatter[i * d + i]
+        for k in self._layout.diagonal:
+            trace += values[k]
         square = 0.0
-        for m in self._mean:
+        for m in values[: self._dim]:
             square += m * m
         return trace / self._weight, square
 
     def packed(self) -> FloatArray:
         """The state as one vector [W, n, m, S row by row] (as :meth:`EWMoments.packed`)."""
+        values = self._values
         return np.array(
-            [self._weight, float(self._count), *self._mean, *self._scatter], dtype=np.float64
+            [
+                self._weight,
+                float(self._count),
+                *values[: self._dim],
+                *(values[k] for row in self._layout.positions for k in row),
+            ],
+            dtype=np.float64,
         )
 
     def load_packed(self, packed: FloatArray) -> None:
@@ -361,52 +375,72 @@ class SmallEWMoments:
         values: list[float] = packed.tolist()
         self._weight = values[0]
         self._count = int(values[1])
-        self._mean = values[2 : 2 + d]
-        self._scatter = values[2 + d : 2 + d + d * d]
+        self._values = values[2 : 2 + d] + [
+            values[2 + d + i * d + j] for _, i, j in self._layout.upper
+        ]
 
     def reset(self) -> None:
         """Forget every observation."""
         self._weight = 0.0
-        self._mean = [0.0] * self._dim
-        self._scatter = [0.0] * (self._dim * self._dim)
+        self._values = [0.0] * len(self._values)
         self._count = 0
 
     def to_state(self) -> EWMomentsState:
         """Serializable state (exact round trip)."""
-        d = self._dim
         return EWMomentsState(
             weight=self._weight,
-            mean=list(self._mean),
-            scatter=[self._scatter[i * d : (i + 1) * d] for i in range(d)],
+            mean=self._values[: self._dim],
+            scatter=self._scatter_rows(),
             count=self._count,
         )
 
     @classmethod
     def from_state(cls, state: EWMomentsState, *, forgetting: float) -> SmallEWMoments:
-        """Rebuild from :meth:`to_state` output; ``forgetting`` comes from configuration."""
+        """Rebuild from :meth:`to_state` output; ``forgetting`` comes from configuration.
+
+        The scatter is read from its upper triangle (states hold symmetric matrices).
+        """
         d = len(state.mean)
         moments = cls(d, forgetting=forgetting)
         if len(state.scatter) != d or any(len(row) != d for row in state.scatter):
             raise ShapeError("scatter", (d, d), (len(state.scatter), -1))
         moments._weight = state.weight
-        moments._mean = [float(v) for v in state.mean]
-        moments._scatter = [float(v) for row in state.scatter for v in row]
+        moments._values = [float(v) for v in state.mean] + [
+            float(state.scatter[i][j]) for _, i, j in moments._layout.upper
+        ]
         moments._count = state.count
         return moments
 
 
+class _Layout(NamedTuple):
+    """Where S_ij sits in a :class:`SmallEWMoments` state [m, upper(S)] of dimension d."""
+
+    upper: tuple[tuple[int, int, int], ...]  # (position, i, j) for i ≤ j, row by row
+    positions: tuple[tuple[int, ...], ...]  # positions[i][j]: where S_ij (= S_ji) is
+    diagonal: tuple[int, ...]  # positions of S_ii
+
+
+_LAYOUTS: dict[int, _Layout] = {}
+
+
+def _layout(dim: int) -> _Layout:
+    """The :class:`_Layout` of dimension ``dim``, built once."""
+    found = _LAYOUTS.get(dim)
+    if found is None:
+        pairs = [(i, j) for i in range(dim) for j in range(i, dim)]
+        position = {pair: dim + k for k, pair in enumerate(pairs)}
+        found = _LAYOUTS[dim] = _Layout(
+            upper=tuple((position[i, j], i, j) for i, j in pairs),
+            positions=tuple(
+                tuple(position[min(i, j), max(i, j)] for j in range(dim)) for i in range(dim)
+            ),
+            diagonal=tuple(position[i, i] for i in range(dim)),
+        )
+    return found
+
+
 #: Either storage; both have the same interface.
 Moments = EWMoments | SmallEWMoments
-
-_PAIRS: dict[int, tuple[tuple[int, int], ...]] = {}
-
-
-def _pairs(dim: int) -> tuple[tuple[int, int], ...]:
-    """Index pairs (i, j) of a d × d matrix in row-major order, built once per dimension."""
-    found = _PAIRS.get(dim)
-    if found is None:
-        found = _PAIRS[dim] = tuple((i, j) for i in range(dim) for j in range(dim))
-    return found
 
 
 def ew_moments(dim: int, *, forgetting: float = 1.0) -> Moments:

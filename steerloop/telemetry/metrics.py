@@ -127,6 +127,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.values import MutexValue
 
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES, LazyDiagnostics
 from steerloop.scoring.base import FailureReason
@@ -361,6 +362,16 @@ class _Children(Generic[_M]):
         return child
 
 
+def _plain_value(value: object) -> bool:
+    """Whether ``value`` is prometheus_client's single-process ``MutexValue``.
+
+    Its ``inc(amount)`` is exactly ``with self._lock: self._value += amount``; the fast paths
+    below do that inline. Any other value class (the multiprocess mmap value, a future
+    implementation) goes through its own ``inc``.
+    """
+    return type(value) is MutexValue and isinstance(getattr(value, "_value", None), float)
+
+
 def fast_observer(histogram: Histogram) -> Callable[[float], None]:
     """``histogram.observe`` for *finite* values, without its per-call Python overhead.
 
@@ -369,8 +380,11 @@ def fast_observer(histogram: Histogram) -> Callable[[float], None]:
     does the same two increments (the sum, and the first bucket whose upper bound is at least
     the value: ``bisect_left`` on the sorted bounds, which end with ``+Inf``), so the
     exposition is identical (tests/telemetry/test_metrics.py checks it against ``observe``).
-    It reads prometheus_client internals (``_upper_bounds``, ``_buckets``, ``_sum``), checked
-    here once; when they are not as expected it is ``histogram.observe`` itself.
+    With single-process values each increment is the value's own locked addition written
+    inline (see :func:`_plain_value`). It reads prometheus_client internals
+    (``_upper_bounds``, ``_buckets``, ``_sum``, and ``_lock``/``_value`` of ``MutexValue``),
+    checked here once; when they are not as expected it is ``histogram.observe`` itself, or
+    the values' ``inc``.
 
     ``histogram`` must be a series (a label child, or a histogram without labels), and the
     values must be finite (NaN would be counted in the lowest bucket).
@@ -390,6 +404,18 @@ def fast_observer(histogram: Histogram) -> Callable[[float], None]:
     ):
         return histogram.observe
     edges = tuple(bounds)
+    if _plain_value(total) and all(_plain_value(bucket) for bucket in buckets):
+        cells = tuple(buckets)
+        total_lock = total._lock  # type: ignore[union-attr]
+
+        def observe_inline(value: float) -> None:
+            with total_lock:
+                total._value += value  # type: ignore[union-attr]
+            cell = cells[bisect_left(edges, value)]
+            with cell._lock:
+                cell._value += 1.0
+
+        return observe_inline
     increments = tuple(bucket.inc for bucket in buckets)
     add: Callable[[float], None] = getattr(total, "inc")  # noqa: B009 - checked above
 
@@ -398,6 +424,25 @@ def fast_observer(histogram: Histogram) -> Callable[[float], None]:
         increments[bisect_left(edges, value)](1)
 
     return observe
+
+
+def fast_increment(counter: Counter) -> Callable[[float], None]:
+    """``counter.inc`` for non-negative amounts, without its per-call checks.
+
+    ``counter`` must be a series (a label child, or a counter without labels). With a
+    single-process value it is the value's locked addition written inline (the exposition is
+    the same; tests/telemetry/test_metrics.py checks it), else ``counter.inc``.
+    """
+    value = getattr(counter, "_value", None)
+    if not _plain_value(value):
+        return counter.inc
+    lock = value._lock  # type: ignore[union-attr]
+
+    def increment(amount: float) -> None:
+        with lock:
+            value._value += amount  # type: ignore[union-attr]
+
+    return increment
 
 
 def _counter(name: str, registry: CollectorRegistry) -> Counter:
@@ -535,7 +580,7 @@ class _Binding:
         previous = pick(decision.previous_strategy, self.strategies)
         step_increment = self.step_increments.get(previous)
         if step_increment is None:
-            step_increment = self.step_increments[previous] = owner._steps(previous).inc
+            step_increment = self.step_increments[previous] = fast_increment(owner._steps(previous))
         step_increment(1.0)
         if decision.changed:
             owner._switches(

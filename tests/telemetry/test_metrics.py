@@ -36,7 +36,12 @@ from steerloop.scoring.base import CallableScorer
 from steerloop.stores import MemoryStore
 from steerloop.telemetry import _tracking
 from steerloop.telemetry.events import TELEMETRY_ERROR
-from steerloop.telemetry.metrics import METRICS, SteerloopMetrics, fast_observer
+from steerloop.telemetry.metrics import (
+    METRICS,
+    SteerloopMetrics,
+    fast_increment,
+    fast_observer,
+)
 
 NAME = re.compile(r"^steerloop_[a-z]+(_[a-z0-9]+)+$")
 SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total")
@@ -701,7 +706,7 @@ def test_fast_observer_gives_the_same_samples_as_observe() -> None:
     plain_slow = Histogram("p", "help", buckets=bounds, registry=slow_registry)
     plain_fast = Histogram("p", "help", buckets=bounds, registry=fast_registry)
     observe, observe_plain = fast_observer(fast.labels("a")), fast_observer(plain_fast)
-    assert observe != fast.labels("a").observe  # the fast path is in use
+    assert observe.__name__ == observe_plain.__name__ == "observe_inline"  # the fast path
     for value in values:
         slow.labels("a").observe(value)
         observe(value)
@@ -717,3 +722,47 @@ def test_fast_observer_gives_the_same_samples_as_observe() -> None:
         ]
 
     assert values_of(slow_registry) == values_of(fast_registry)
+
+
+def test_fast_increment_gives_the_same_samples_as_inc() -> None:
+    from prometheus_client import Counter
+
+    slow_registry, fast_registry = CollectorRegistry(), CollectorRegistry()
+    slow = Counter("c", "help", ["k"], registry=slow_registry)
+    fast = Counter("c", "help", ["k"], registry=fast_registry)
+    increment = fast_increment(fast.labels("a"))
+    assert increment.__name__ == "increment"  # the inline path is in use
+    for amount in [1.0, 0.5, 0.0, 1e-300, 3.0, *np.random.default_rng(1).uniform(0, 9, 50)]:
+        slow.labels("a").inc(amount)
+        increment(float(amount))
+    assert slow_registry.get_sample_value("c_total", {"k": "a"}) == fast_registry.get_sample_value(
+        "c_total", {"k": "a"}
+    )
+
+
+def test_fast_paths_fall_back_to_the_public_methods_for_other_value_classes() -> None:
+    from prometheus_client import Counter, Histogram
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "help", ["k"], registry=registry).labels("a")
+    histogram = Histogram("h", "help", buckets=(0.5, 1.0), registry=registry)
+
+    class OtherValue:  # e.g. the multiprocess mmap value: not MutexValue
+        def __init__(self) -> None:
+            self.amounts: list[float] = []
+
+        def inc(self, amount: float) -> None:
+            self.amounts.append(amount)
+
+        def get(self) -> float:
+            return sum(self.amounts)
+
+    counter._value = OtherValue()  # type: ignore[assignment]
+    assert fast_increment(counter) == counter.inc
+    other = OtherValue()
+    histogram._sum = other  # type: ignore[assignment]
+    observe = fast_observer(histogram)
+    assert observe.__name__ == "observe"  # through the values' inc
+    observe(0.75)
+    assert other.amounts == [0.75]
+    assert [bucket.get() for bucket in histogram._buckets] == [0.0, 1.0, 0.0]
