@@ -10,11 +10,12 @@ prints one JSON document instead of the table, ``--markdown PATH`` also writes t
 with machine and method to PATH (``benchmarks/RESULTS.md``).
 
 Method. These machines are shared and noisy, so every comparison is a ratio of two variants
-measured in the same process, interleaved block by block (A B B A …: each repetition times
-one block of consecutive steps of every variant, the order alternating), and reported as the
-median over repetitions of the per-repetition ratio, with the 25th–75th percentile as its
-spread. Absolute times (medians per step) are context only. Nothing here is a unit test:
-tests/test_benchmarks.py only checks that a quick run produces every key.
+measured in the same process, interleaved block by block (each repetition times one block
+of consecutive steps of every variant, in a balanced random order: see :func:`interleave`),
+and reported as the median over repetitions of the per-repetition ratio, with the
+25th–75th percentile as its spread. Absolute times (medians per step) are context only.
+Nothing here is a unit test: tests/test_benchmarks.py only checks that a quick run produces
+every key, and that the interleaving order is balanced.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -213,13 +215,32 @@ Runner = Callable[[int], float]  # run n units of work, return the elapsed secon
 clock = time.process_time
 
 
-def interleave(variants: Mapping[str, Runner], reps: int, block: int) -> dict[str, list[float]]:
-    """Seconds per unit of every variant, per repetition, interleaved A B … B A …."""
+def interleave(
+    variants: Mapping[str, Runner], reps: int, block: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Seconds per unit of every variant, per repetition, in a balanced random order.
+
+    Each repetition times one block of every variant, in an order drawn at random (seeded)
+    that never starts with the variant the previous repetition ended with: no variant runs
+    two blocks in a row, and over the repetitions each follows every other about equally
+    often. A fixed order reversed every other repetition (A B C D, D C B A, …) would let the
+    first and last variants run twice in a row at every turn, with their code and data still
+    in the caches; measured with two identical sessions, the one in the last position came
+    out ~7 % faster than the one in a middle position. With two variants this is strict
+    alternation.
+    """
+    rng = random.Random(seed)
     names = list(variants)
     out: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        for name in names if rep % 2 == 0 else reversed(names):
+    last: str | None = None
+    for _ in range(reps):
+        order = names[:]
+        rng.shuffle(order)
+        if len(order) > 1 and order[0] == last:
+            order = order[1:] + order[:1]
+        for name in order:
             out[name].append(variants[name](block) / block)
+        last = order[-1]
     return out
 
 
@@ -989,8 +1010,13 @@ def render_markdown(results: Mapping[str, Any], command: str) -> str:
 
 METHOD = """\
 - **One process, ratios, interleaved.** Every comparison runs its variants in the same
-  process, alternating blocks of consecutive steps (A B, then B A, …); each repetition gives
-  one ratio, the table shows the median ratio and its 25th–75th percentiles. Blocks are
+  process, one block of consecutive steps of each per repetition, in a seeded random order
+  that never lets a variant run two blocks in a row (so every variant starts its blocks
+  with caches warmed by another variant; with two variants it is strict alternation). Each
+  repetition gives one ratio; the table shows the median ratio and its 25th–75th
+  percentiles. (Until this run the order was fixed and reversed every repetition, A B C D,
+  D C B A, …, which lets the first and last variants run twice in a row: two identical
+  sessions timed in the last and in a middle position differed by ~7 %.) Blocks are
   timed with the process's CPU clock (`time.process_time`), so time slices the scheduler
   gives to other processes on this shared machine do not count; absolute times are medians
   per step and still depend on the machine's state (its speed varied by ~1.6× between runs).
