@@ -49,7 +49,38 @@ SMALL_DIM = 4
 _NAN = math.nan
 
 
-class EWMoments:
+class _Stream:
+    """What both storages share: configuration, total weight and count."""
+
+    __slots__ = ("_count", "_dim", "_forgetting", "_weight")
+
+    def __init__(self, dim: int, forgetting: float) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        if not 0.0 < forgetting <= 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
+        self._dim = dim
+        self._forgetting = forgetting
+        self._weight = 0.0
+        self._count = 0
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension d."""
+        return self._dim
+
+    @property
+    def count(self) -> int:
+        """Number of observations seen."""
+        return self._count
+
+    @property
+    def weight(self) -> float:
+        """Total weight W = Σ λ^{n−k}."""
+        return self._weight
+
+
+class EWMoments(_Stream):
     """Exponentially weighted first and second moments of vectors of dimension ``dim``.
 
     Parameters
@@ -69,34 +100,12 @@ class EWMoments:
     ([1.0, 2.0], 1.0)
     """
 
-    __slots__ = ("_count", "_dim", "_forgetting", "_mean", "_scatter", "_weight")
+    __slots__ = ("_mean", "_scatter")
 
     def __init__(self, dim: int, *, forgetting: float = 1.0) -> None:
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        if not 0.0 < forgetting <= 1.0:
-            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
-        self._dim = dim
-        self._forgetting = forgetting
-        self._weight = 0.0
+        super().__init__(dim, forgetting)
         self._mean: FloatArray = np.zeros(dim)
         self._scatter: FloatArray = np.zeros((dim, dim))
-        self._count = 0
-
-    @property
-    def dim(self) -> int:
-        """Vector dimension d."""
-        return self._dim
-
-    @property
-    def count(self) -> int:
-        """Number of observations seen."""
-        return self._count
-
-    @property
-    def weight(self) -> float:
-        """Total weight W = Σ λ^{n−k}."""
-        return self._weight
 
     @property
     def mean(self) -> FloatArray:
@@ -217,7 +226,7 @@ class EWMoments:
         return moments
 
 
-class SmallEWMoments:
+class SmallEWMoments(_Stream):
     """:class:`EWMoments` with m and S held as Python floats (d ≤ :data:`SMALL_DIM`).
 
     Same interface and bit-identical numbers (module docstring); the array properties build
@@ -236,36 +245,14 @@ class SmallEWMoments:
     (True, True)
     """
 
-    __slots__ = ("_count", "_dim", "_forgetting", "_layout", "_values", "_weight")
+    __slots__ = ("_layout", "_values")
 
     def __init__(self, dim: int, *, forgetting: float = 1.0) -> None:
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
         if dim > SMALL_DIM:
             raise ValueError(f"SmallEWMoments holds d <= {SMALL_DIM}, got {dim}; use EWMoments")
-        if not 0.0 < forgetting <= 1.0:
-            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
-        self._dim = dim
-        self._forgetting = forgetting
+        super().__init__(dim, forgetting)
         self._layout = _layout(dim)
-        self._weight = 0.0
         self._values: list[float] = [0.0] * (dim + len(self._layout.upper))
-        self._count = 0
-
-    @property
-    def dim(self) -> int:
-        """Vector dimension d."""
-        return self._dim
-
-    @property
-    def count(self) -> int:
-        """Number of observations seen."""
-        return self._count
-
-    @property
-    def weight(self) -> float:
-        """Total weight W = Σ λ^{n−k}."""
-        return self._weight
 
     @property
     def mean(self) -> FloatArray:
