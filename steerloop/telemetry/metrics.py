@@ -125,9 +125,9 @@ from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, TypeVar, get_arg
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
+from prometheus_client import values as _prometheus_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.values import MutexValue
 
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES, LazyDiagnostics
 from steerloop.scoring.base import FailureReason
@@ -362,6 +362,11 @@ class _Children(Generic[_M]):
         return child
 
 
+#: prometheus_client's single-process value class (internal: when a release renames it, the
+#: fast paths below step aside and use ``inc``).
+_MUTEX_VALUE: type | None = getattr(_prometheus_values, "MutexValue", None)
+
+
 def _plain_value(value: object) -> bool:
     """Whether ``value`` is prometheus_client's single-process ``MutexValue``.
 
@@ -369,7 +374,12 @@ def _plain_value(value: object) -> bool:
     below do that inline. Any other value class (the multiprocess mmap value, a future
     implementation) goes through its own ``inc``.
     """
-    return type(value) is MutexValue and isinstance(getattr(value, "_value", None), float)
+    return (
+        _MUTEX_VALUE is not None
+        and type(value) is _MUTEX_VALUE
+        and isinstance(getattr(value, "_value", None), float)
+        and hasattr(value, "_lock")
+    )
 
 
 def fast_observer(histogram: Histogram) -> Callable[[float], None]:
