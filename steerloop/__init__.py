@@ -12,13 +12,13 @@ True
 
 from importlib.metadata import PackageNotFoundError, version
 
-from steerloop.controller.session import Controller, Decision, Session
-from steerloop.controller.state import SessionState
+from steerloop.controller import Controller, Decision, FleetPool, Session, SessionState
 from steerloop.errors import (
     NotReadyError,
     NumericalError,
     PolicyError,
     ScorerError,
+    ScoreWarning,
     ShapeError,
     SnapshotVersionError,
     SteerloopError,
@@ -35,10 +35,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "Controller",
     "Decision",
+    "FleetPool",
     "NotReadyError",
     "NumericalError",
     "Policy",
     "PolicyError",
+    "ScoreWarning",
     "ScorerError",
     "Session",
     "SessionState",

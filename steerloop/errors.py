@@ -15,6 +15,9 @@ caller needs to react without parsing the message::
         └── StoreConflictError   a compare-and-set lost to another writer (expected, actual,
                                  attempts); defined in :mod:`steerloop.stores.base`
 
+    ScoreWarning (UserWarning)   a score was invalid or its key named no objective; it counted
+                                 as missing (one warning per session and key)
+
 Messages say how to fix the problem, not only what went wrong.
 """
 
@@ -28,6 +31,7 @@ __all__ = [
     "NumericalError",
     "PolicyError",
     "PolicyIssue",
+    "ScoreWarning",
     "ScorerError",
     "ShapeError",
     "SnapshotVersionError",
@@ -171,3 +175,11 @@ class StoreError(SteerloopError):
         self.key = key
         self.reason = reason
         super().__init__(f"{store} store, key {key!r}: {reason}")
+
+
+class ScoreWarning(UserWarning):
+    """A score was invalid (NaN, a string, out of [0, 1] …) or its key named no objective.
+
+    The value counted as missing (``errors``/``scores.unknown`` diagnostics); a session warns
+    once per key. Pass ``strict=True`` to the controller to raise instead.
+    """

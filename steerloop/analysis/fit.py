@@ -17,11 +17,11 @@ missing scores break the chain (counted in ``skipped_transitions``).
 the batch counterpart of the online RLS with λ = 1. Residuals e_t = z_t − Θ̂ᵀφ_t give the
 diffusion **ΣΣᵀ = Cov(e) Δt** (Cov with n − d − 1 degrees of freedom) and the one-step
 predictive **R² = 1 − Σ_i SSE_i / Σ_i SST_i** (SST_i = Σ_t (z_{t,i} − z̄_i)²), pooled over
-objectives exactly as the online :class:`~steerloop.controller.drift.DriftModel` pools its
+objectives exactly as the online :class:`~steerloop.estimators.drift.DriftModel` pools its
 a-priori residuals. The equilibrium is x* = −Â⁻¹b̂ when cond(Â) ≤ 10⁸.
 
 **Spectrum (paper 1, §3.4).** Eigenvalues, rate ρ = −max Re λ, spectral radius and regime
-come from :func:`steerloop.controller.spectrum.analyze_spectrum` (same rules online and
+come from :func:`steerloop.estimators.spectrum.analyze_spectrum` (same rules online and
 offline).
 
 **Interference (paper 1, §4.4).** I_ij = Corr(Δy_i, Δy_j), the plain (λ = 1) correlation of
@@ -31,7 +31,7 @@ the increments of all transitions, pooled over strategies and per strategy.
 one, else s_t = 1 − min_i y_{t,i}. Least squares on the Euler form
 Δs/Δt = α s(1−s) − β s² + γ + e, i.e. regressors φ(s) = [s(1−s), −s², 1]; Cov(θ̂) = σ̂_e²
 (ΦᵀΦ)⁻¹ gives se(α̂ − β̂), and the phase follows
-:func:`steerloop.controller.severity.phase` (supercritical iff α̂ − β̂ > margin + 1.645 se).
+:func:`steerloop.estimators.severity.phase` (supercritical iff α̂ − β̂ > margin + 1.645 se).
 The diffusion σ(s) = σ₀ + σ₁ s is fitted by least squares of |e| √Δt √(π/2) on [1, s] (its
 mean is σ(s) for Gaussian noise), floored like the online model.
 
@@ -60,10 +60,10 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from steerloop.analysis.trajectory import TrajectoryArrays, TrajectoryLog, TrajectoryRecord
-from steerloop.controller.drift import EQUILIBRIUM_MAX_CONDITION
-from steerloop.controller.severity import PHASE_Z, SIGMA_FLOOR
-from steerloop.controller.severity import phase as severity_phase
-from steerloop.controller.spectrum import analyze_spectrum
+from steerloop.estimators.drift import EQUILIBRIUM_MAX_CONDITION
+from steerloop.estimators.severity import PHASE_Z, SIGMA_FLOOR
+from steerloop.estimators.severity import phase as severity_phase
+from steerloop.estimators.spectrum import analyze_spectrum
 
 __all__ = [
     "REPORT_VERSION",
@@ -269,7 +269,7 @@ def fit_severity(
     Examples
     --------
     >>> import numpy as np
-    >>> from steerloop.controller.severity import simulate
+    >>> from steerloop.estimators.severity import simulate
     >>> paths = simulate(0.2, 1.2, 0.3, 0.02, 0.03, 0.0, dt=1.0, n_steps=60,
     ...                  rng=np.random.default_rng(3), n_paths=200)
     >>> fit = fit_severity(paths[:-1].ravel(), paths[1:].ravel())

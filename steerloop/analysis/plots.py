@@ -15,7 +15,7 @@ global backend, so plotting is safe inside an application that uses another back
     the pooled interference matrix I_ij = Corr(Δy_i, Δy_j) as a heatmap;
 ``severity.png``
     the stationary density P(s) ∝ σ(s)⁻² exp(∫ 2μ/σ²) of the fitted severity SDE
-    (:func:`steerloop.controller.severity.stationary_density`) over a histogram of the
+    (:func:`steerloop.estimators.severity.stationary_density`) over a histogram of the
     observed severities.
 """
 
@@ -142,7 +142,7 @@ def _plot_interference(figure: Any, report: AnalysisReport) -> None:
 
 
 def _plot_severity(figure: Any, report: AnalysisReport, data: TrajectoryArrays) -> None:
-    from steerloop.controller.severity import stationary_density
+    from steerloop.estimators.severity import stationary_density
 
     axis = figure.add_subplot(1, 1, 1)
     if np.isfinite(data.severity).all() and len(data):

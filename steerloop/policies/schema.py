@@ -9,7 +9,7 @@ policies built in Python.
 
 Conditions and actions are data. A condition is either a comparison
 ``{metric, above|below|equals|between}`` or one combinator ``all``/``any``/``not``; an
-action is exactly one of ``switch_to``, ``sequential``, ``best_predicted``, ``hold``,
+action is exactly one of ``switch_to``, ``sequential``, ``best_predicted``, ``plan``, ``hold``,
 ``alert``. Nothing here is ever evaluated as code.
 """
 
@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from steerloop.controller.diagnostics import CATEGORICAL_VALUES, metric_kinds
+from steerloop.policies.metrics import CATEGORICAL_VALUES, STRATEGY_METRICS, metric_kinds
 from steerloop.errors import PolicyError, PolicyIssue
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "BestPredictedAction",
     "Condition",
     "Estimation",
+    "Fleet",
+    "PlanAction",
     "Policy",
     "Rule",
     "ScorerSpec",
@@ -101,22 +103,49 @@ class Strategy(_Model):
 
 
 class Estimation(_Model):
-    """Settings of the online estimators (DESIGN.md "Math")."""
+    """Settings of the online estimators (docs/architecture.md, "Math").
+
+    ``measurement_noise`` is the scorers' noise **variance** R (not a standard deviation):
+    ``"auto"`` (the default) estimates it online from the lag-one autocovariance of the
+    drift residuals (:mod:`steerloop.estimators.noise`); a number fixes it for the filter.
+    ``input`` is what the drift regression learns from: ``"raw"`` (default) scores with the
+    errors-in-variables correction, or ``"filtered"`` states (biased: the filter's own
+    prediction leaks into the fit; kept for comparison, README "Honest estimates").
+    """
 
     forgetting: float = Field(0.98, gt=0.0, le=1.0, description="RLS/EW forgetting factor λ")
     warmup: int = Field(
         5, ge=2, le=100_000, description="updates before estimates and rules are used"
     )
     dt: float = Field(1.0, gt=0.0, le=1e6, description="time between iterations Δt")
-    measurement_noise: float = Field(0.01, gt=0.0, le=1.0, description="score noise variance R")
+    measurement_noise: Literal["auto"] | float = Field(
+        "auto", description="score noise variance R, or 'auto' to estimate it online"
+    )
     process_noise: float = Field(
-        0.01, gt=0.0, le=1.0, description="process noise variance used before Σ is estimated"
+        0.01, gt=0.0, le=1.0, description="process noise variance used before Q is estimated"
     )
-    initial_covariance: float = Field(100.0, gt=0.0, le=1e8, description="RLS prior P₀ = p₀I")
-    max_covariance_trace: float = Field(1e6, gt=0.0, description="RLS windup guard on trace(P)")
+    initial_covariance: float = Field(
+        1e4, gt=0.0, le=1e8, description="ridge prior P₀ = p₀I of the drift fits"
+    )
+    min_effective_samples: float = Field(
+        10.0,
+        ge=2.0,
+        le=1e6,
+        description="effective sample size before rates, regimes and interference are reported",
+    )
     input: Literal["filtered", "raw"] = Field(
-        "filtered", description="regress on the Kalman-filtered state or the raw scores"
+        "raw", description="regress the drift on the raw scores (default) or the filtered state"
     )
+
+    @field_validator("measurement_noise")
+    @classmethod
+    def _variance(cls, value: str | float) -> str | float:
+        if isinstance(value, float | int) and not 0.0 < value <= 1.0:
+            raise ValueError(
+                f"measurement_noise is a variance in (0, 1] or 'auto', got {value}; "
+                "a standard deviation s is given as its square s**2"
+            )
+        return value
 
 
 class SeveritySource(_Model):
@@ -141,10 +170,16 @@ class SeverityConfig(_Model):
     source: SeveritySource | None = Field(None, alias="from")
     threshold: float = Field(0.7, gt=0.0, lt=1.0)
     phase_z: float = Field(
-        1.645,
+        0.25,
         ge=0.0,
         le=10.0,
-        description="standard errors α − β must clear beyond phase_margin (0: point estimate)",
+        description="standard errors α − β must clear beyond phase_margin (README: ROC table)",
+    )
+    forgetting: float = Field(
+        1.0, gt=0.0, le=1.0, description="forgetting of the severity fit (1: none)"
+    )
+    phase_transitions: int = Field(
+        20, ge=2, le=100_000, description="transitions before the phase is called at all"
     )
     phase_margin: float = Field(
         0.05,
@@ -227,6 +262,44 @@ class BestPredictedAction(_Model):
     weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
 
 
+class PlanAction(_Model):
+    """Choose the schedule with the best expected utility at the horizon (planner).
+
+    Every strategy held to the horizon, and two-phase schedules (A for k steps, then B), are
+    propagated from the filtered state through the learnt drifts (mean and covariance,
+    including the estimates' own uncertainty); the first step of the best schedule is taken
+    and the plan is made again at every step. See :mod:`steerloop.estimators.planner`.
+    """
+
+    utility: Literal["min", "mean", "weighted"] = "min"
+    weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    margin: float = Field(
+        0.005, ge=0.0, le=1.0, description="a new plan must beat the current one by this"
+    )
+    schedules: Literal["auto", "hold", "two_phase"] = Field(
+        "auto",
+        description="'auto': two-phase schedules only when the horizon is told, else hold",
+    )
+    explore: float = Field(
+        0.25, ge=0.0, le=1.0, description="largest share of a session's steps spent exploring"
+    )
+
+
+class Fleet(_Model):
+    """Learning as a fleet: sessions of one kind of task share a pooled drift per strategy."""
+
+    pool: bool = Field(True, description="share what sessions learn through a pool")
+    key: str | None = Field(
+        None, max_length=200, description="pool name (default: the policy's name)"
+    )
+    prior_weight: float = Field(
+        20.0, ge=0.0, le=1e6, description="effective transitions the pool lends a session"
+    )
+    memory: float = Field(
+        2000.0, ge=1.0, le=1e9, description="effective transitions a pool keeps per strategy"
+    )
+
+
 class AlertAction(_Model):
     """Emit an alert event without switching."""
 
@@ -240,6 +313,7 @@ class Action(_Model):
     switch_to: str | None = None
     sequential: SequentialAction | None = None
     best_predicted: BestPredictedAction | None = None
+    plan: PlanAction | None = None
     hold: Literal[True] | None = None
     alert: AlertAction | None = None
 
@@ -248,7 +322,8 @@ class Action(_Model):
         chosen = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ValueError(
-                "an action is exactly one of switch_to, sequential, best_predicted, hold, alert; "
+                "an action is exactly one of switch_to, sequential, best_predicted, plan, hold, "
+                "alert; "
                 f"got {' and '.join(chosen) if chosen else 'none'}"
             )
         return self
@@ -285,6 +360,10 @@ class Policy(_Model):
     estimation: Estimation = Field(default_factory=Estimation)
     severity: SeverityConfig = Field(default_factory=SeverityConfig)
     switching: Switching = Field(default_factory=Switching)
+    horizon: int | None = Field(
+        None, ge=1, le=1_000_000, description="iterations a loop runs (None: unknown)"
+    )
+    fleet: Fleet = Field(default_factory=Fleet)
     rules: list[Rule] = Field(default_factory=list)
 
     @field_validator("objectives")
@@ -373,7 +452,7 @@ def reference_problems(policy: Policy) -> list[tuple[Loc, str]]:
                     continue
                 allowed = (
                     tuple(sorted(strategies))
-                    if condition.metric == "strategy"
+                    if condition.metric in STRATEGY_METRICS
                     else CATEGORICAL_VALUES[condition.metric]
                 )
                 if condition.equals not in allowed:
@@ -413,9 +492,11 @@ def reference_problems(policy: Policy) -> list[tuple[Loc, str]]:
                             "so sequential mode cannot focus it",
                         )
                     )
-        if action.best_predicted is not None:
-            for objective in action.best_predicted.weights:
-                need_objective(objective, (*base, "then", "best_predicted", "weights", objective))
+        for kind in ("best_predicted", "plan"):
+            chosen = getattr(action, kind)
+            if chosen is not None:
+                for objective in chosen.weights:
+                    need_objective(objective, (*base, "then", kind, "weights", objective))
     return problems
 
 

@@ -143,8 +143,3 @@ def _load_json(session: Session, store: StateStore, state_json: str) -> None:
             f"incompatible_state: {error.detail}; workers sharing a store (and namespace) "
             "must run policies with the same objectives",
         ) from error
-    policy = session.controller.policy
-    if session._strategy not in policy.strategies:  # written under an older policy
-        session._strategy = policy.initial
-        session._strategy_steps = 0
-        session._est.memory.leave_sequential()

@@ -1,6 +1,6 @@
-"""Severity SDE: drift, diffusion, phase, stationary density, first passage, online fit.
+"""Severity SDE: drift, diffusion, stationary density, first passage, phase, simulation.
 
-The severity s ∈ [0, 1] of a loop (paper 2, Shukla & Joshi, arXiv 2501.16783) follows
+The severity s ∈ [0, 1] of a loop (Shukla & Joshi, arXiv:2501.16783) follows
 
     ds = μ(s) dt + σ(s) dW,   μ(s) = α s(1−s) − β s² + γ,   σ(s) = σ₀ + σ₁ s,      (1)
 
@@ -30,41 +30,32 @@ they neither overflow nor lose the shape of sharp peaks; a first-passage time be
 double range is ``inf``. :func:`phase` applies the confidence rule (5) below and
 :func:`simulate` is the Euler–Maruyama scheme with reflection, vectorised over paths.
 
-Online estimation
------------------
-:class:`SeverityModel` learns (α, β, γ) by recursive least squares on the Euler form of (1),
+The online estimator of (α, β, γ, σ₀, σ₁) is :class:`steerloop.estimators.severity_model.
+SeverityModel`. Rule (5), used by :func:`phase`:
 
-    (s_t − s_{t−1}) / Δt = θᵀ φ(s_{t−1}) + e_t,   φ(s) = [s(1−s), −s², 1],   θ = (α, β, γ),
+    supercritical  ⇔  α̂ − β̂ > margin + z · se(α̂ − β̂).                                (5)
 
-and (σ₀, σ₁) by a second RLS on [1, s_{t−1}] with target |ẽ_t| √Δt √(π/2), where ẽ_t is
-the a-priori residual normalised by √(1 + φᵀPφ): since e_t ≈ σ(s) ε / √Δt with ε ~ N(0, 1)
-and E|N(0, σ²)| = σ √(2/π), that target has mean σ(s_{t−1}). The phase uses
-
-    supercritical  ⇔  α̂ − β̂ > margin + z · se(α̂ − β̂),   z = 1.645 by default,       (5)
-
-with se² = cᵀ P c · σ̂_e², c = (1, −1, 0), P the drift RLS covariance and σ̂_e² = σ̂(s̄)² / Δt
-the residual variance of the target (s̄ the weighted mean of past values). A non-finite
-observation is skipped and breaks the chain of transitions.
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Dynamical Theory of LLM Self-Adversariality",
+arXiv:2501.16783. C. W. Gardiner, *Stochastic Methods*, 4th ed., Springer, 2009 (stationary
+density and mean first-passage time of a one-dimensional diffusion, §5.2).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from steerloop.controller.rls import ScalarRLS
-from steerloop.controller.state import SeverityState
-from steerloop.errors import NotReadyError, ShapeError
+from steerloop.errors import ShapeError
 
 __all__ = [
     "PHASE_Z",
     "SIGMA_FLOOR",
     "Phase",
-    "SeverityModel",
     "diffusion",
     "drift",
     "features",
@@ -82,9 +73,6 @@ PHASE_Z = 1.645
 #: Smallest diffusion the estimator reports: σ₀ ≥ SIGMA_FLOOR and σ₀ + σ₁ ≥ SIGMA_FLOOR.
 SIGMA_FLOOR = 1e-3
 
-_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
-_N_DRIFT = 3
-_N_DIFFUSION = 2
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -439,346 +427,3 @@ def simulate(
         if step % record_every == 0:
             out[step // record_every] = state
     return out
-
-
-# --------------------------------------------------------------------------- online model
-
-
-class SeverityModel:
-    """Online estimate of the severity SDE (1) from a stream of severities s_t ∈ [0, 1].
-
-    Each transition s_{t−1} → s_t is one RLS update of the drift regression
-    (s_t − s_{t−1})/Δt = θᵀ φ(s_{t−1}) + e_t with φ(s) = [s(1−s), −s², 1], θ = (α, β, γ), and
-    one update of the residual-scale regression |ẽ_t| √Δt √(π/2) = σ₀ + σ₁ s_{t−1} + noise
-    (ẽ_t the a-priori residual divided by √(1 + φᵀPφ), whose variance is σ(s)²/Δt; the
-    first three transitions, before θ is determined, are not used for it). Both use the same
-    forgetting factor.
-
-    Observations are clipped to [0, 1]. A non-finite observation is ignored and breaks the
-    chain: no transition is formed across it, and the next valid value starts a new one.
-
-    Parameters
-    ----------
-    forgetting : float
-        RLS forgetting factor λ ∈ (0, 1].
-    dt : float
-        Time between observations Δt.
-    warmup : int
-        Transitions needed before estimates can be read.
-    phase_margin : float
-        ``margin`` of rule (5).
-    phase_z : float
-        ``z`` of rule (5) (default :data:`PHASE_Z` = 1.645; 0 decides on the point estimate).
-    initial_covariance, max_trace : float
-        RLS prior covariance p₀ (P₀ = p₀ I) and covariance trace bound.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(1)
-    >>> path = simulate(0.05, 0.9, 0.3, 0.02, 0.05, 0.0, dt=1.0, n_steps=300, rng=rng)
-    >>> model = SeverityModel(forgetting=1.0)
-    >>> for s in path[:, 0]:
-    ...     model.update(float(s))
-    >>> model.count, model.phase
-    (300, 'supercritical')
-    >>> model.first_passage(0.3) == 0.0  # it already sits above 0.3
-    True
-    """
-
-    def __init__(
-        self,
-        *,
-        forgetting: float = 0.98,
-        dt: float = 1.0,
-        warmup: int = 5,
-        phase_margin: float = 0.05,
-        phase_z: float = PHASE_Z,
-        initial_covariance: float = 100.0,
-        max_trace: float = 1e6,
-    ) -> None:
-        if not 0.0 < forgetting <= 1.0:
-            raise ValueError(f"forgetting must be in (0, 1], got {forgetting}")
-        if not (math.isfinite(dt) and dt > 0.0):
-            raise ValueError(f"dt must be positive and finite, got {dt}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup}")
-        if not math.isfinite(phase_margin):
-            raise ValueError(f"phase_margin must be finite, got {phase_margin}")
-        if not (math.isfinite(phase_z) and phase_z >= 0.0):
-            raise ValueError(f"phase_z must be finite and >= 0, got {phase_z}")
-        self._forgetting = forgetting
-        self._dt = dt
-        self._warmup = warmup
-        self._phase_margin = phase_margin
-        self._phase_z = phase_z
-        self._initial_covariance = initial_covariance
-        self._max_trace = max_trace
-        # Three and two features: the fits run on Python floats (ScalarRLS), cheaper than
-        # numpy calls at this size.
-        self._drift = ScalarRLS(
-            _N_DRIFT,
-            forgetting=forgetting,
-            initial_covariance=initial_covariance,
-            max_trace=max_trace,
-        )
-        self._diffusion = ScalarRLS(
-            _N_DIFFUSION,
-            forgetting=forgetting,
-            initial_covariance=initial_covariance,
-            max_trace=max_trace,
-        )
-        self._last: float | None = None
-        self._count = 0
-        # Estimates read off the RLS fits, cached until the next update (the session reads
-        # α, β, γ, the margin, its standard error and the phase after every step).
-        self._theta_cache: tuple[float, float, float] | None = None
-        self._stderr_cache: float | None = None
-
-    # ------------------------------------------------------------------ learning
-
-    def update(self, value: float) -> None:
-        """Learn one severity observation (clipped to [0, 1]; non-finite: ignored, chain broken)."""
-        s = float(value)
-        self._theta_cache = self._stderr_cache = None
-        if not math.isfinite(s):
-            self._last = None
-            return
-        s = min(max(s, 0.0), 1.0)
-        previous = self._last
-        if previous is not None:
-            phi = [previous * (1.0 - previous), -previous * previous, 1.0]  # features()
-            target = (s - previous) / self._dt
-            if self._count >= _N_DRIFT:
-                residual = target - self._drift.predict(phi)
-                leverage = self._drift.quadratic(phi)
-                scale = abs(residual) / math.sqrt(1.0 + max(leverage, 0.0))
-                self._diffusion.update([1.0, previous], scale * math.sqrt(self._dt) * _SQRT_HALF_PI)
-            self._drift.update(phi, target)
-            self._count += 1
-        self._last = s
-
-    # ------------------------------------------------------------------ reading
-
-    @property
-    def count(self) -> int:
-        """Number of transitions learned."""
-        return self._count
-
-    @property
-    def ready(self) -> bool:
-        """Whether ``count`` has reached the warm-up."""
-        return self._count >= self._warmup
-
-    @property
-    def value(self) -> float | None:
-        """Last observation of the current chain (``None`` before any, or after a break)."""
-        return self._last
-
-    def _require_ready(self) -> None:
-        if not self.ready:
-            raise NotReadyError("severity estimate", self._warmup, self._count)
-
-    def _theta(self) -> tuple[float, float, float]:
-        """(α̂, β̂, γ̂); needs warm-up."""
-        self._require_ready()
-        cached = self._theta_cache
-        if cached is None:
-            alpha, beta, gamma = self._drift._theta
-            cached = self._theta_cache = (alpha, beta, gamma)
-        return cached
-
-    @property
-    def alpha(self) -> float:
-        """Self-reinforcement α̂."""
-        return self._theta()[0]
-
-    @property
-    def beta(self) -> float:
-        """Alignment damping β̂."""
-        return self._theta()[1]
-
-    @property
-    def gamma(self) -> float:
-        """Baseline drift γ̂ = μ̂(0)."""
-        return self._theta()[2]
-
-    def _sigmas(self) -> tuple[float, float]:
-        self._require_ready()
-        raw = self._diffusion._theta  # read only: no copy
-        sigma0 = max(float(raw[0]), SIGMA_FLOOR)
-        sigma1 = max(float(raw[1]), SIGMA_FLOOR - sigma0)
-        return sigma0, sigma1
-
-    @property
-    def sigma0(self) -> float:
-        """σ̂₀, clamped to ≥ ``SIGMA_FLOOR``."""
-        return self._sigmas()[0]
-
-    @property
-    def sigma1(self) -> float:
-        """σ̂₁, clamped so that σ̂(1) = σ̂₀ + σ̂₁ ≥ ``SIGMA_FLOOR`` (σ̂ > 0 on [0, 1])."""
-        return self._sigmas()[1]
-
-    @property
-    def margin(self) -> float:
-        """α̂ − β̂ (positive: supercritical side)."""
-        alpha, beta, _ = self._theta()
-        return alpha - beta
-
-    def _mean_value(self) -> float:
-        """Weighted mean s̄ of the past s_{t−1}, read off the diffusion RLS information matrix.
-
-        P⁻¹ ≈ Σ_k λ^{n−k} [1, s_k]ᵀ[1, s_k] (+ the prior 1/p₀ I), so s̄ = (P⁻¹)₀₁ / (P⁻¹)₀₀.
-        Falls back to ½ when that is not available.
-        """
-        if self._count <= _N_DRIFT:
-            return 0.5
-        (p00, p01), (p10, p11) = self._diffusion._cov  # read only: no copy
-        # For P = [[a, b], [c, d]], P⁻¹ = [[d, −b], [−c, a]] / (ad − bc): (P⁻¹)₀₁/(P⁻¹)₀₀ = −b/d.
-        if p00 * p11 - p01 * p10 == 0.0 or p11 == 0.0:  # singular
-            return 0.5
-        mean = -p01 / p11
-        return min(max(mean, 0.0), 1.0) if math.isfinite(mean) else 0.5
-
-    @property
-    def margin_stderr(self) -> float:
-        """Standard error of α̂ − β̂: √(cᵀ P c · σ̂_e²), c = (1, −1, 0).
-
-        P is the drift RLS covariance (≈ (Σ φφᵀ)⁻¹) and σ̂_e² = σ̂(s̄)²/Δt the variance of the
-        drift target's noise, σ̂ evaluated at the weighted mean s̄ of past values.
-        """
-        self._require_ready()
-        cached = self._stderr_cache
-        if cached is None:
-            sigma0, sigma1 = self._sigmas()
-            sigma_e2 = (sigma0 + sigma1 * self._mean_value()) ** 2 / self._dt
-            cov = self._drift._cov  # read only: no copy
-            quad = (cov[0][0] - cov[1][0]) - (cov[0][1] - cov[1][1])  # cᵀPc, c = (1, −1, 0)
-            cached = self._stderr_cache = math.sqrt(max(quad, 0.0) * sigma_e2)
-        return cached
-
-    @property
-    def phase(self) -> Phase:
-        """Phase by rule (5) with the configured margin and z and :attr:`margin_stderr`."""
-        alpha, beta, _ = self._theta()
-        return phase(
-            alpha,
-            beta,
-            self._phase_margin,
-            self.margin_stderr,
-            z=self._phase_z,
-        )
-
-    def first_passage(self, threshold: float, *, start: float | None = None) -> float:
-        """Expected number of steps (time / Δt) to reach ``threshold``, eq. (4).
-
-        Starts from ``start`` (default: the current value). Returns 0 when the start is
-        already at or above the threshold and ``inf`` when the threshold is above 1 or the
-        time is beyond the double range. Raises :class:`~steerloop.errors.NotReadyError`
-        before warm-up, or when there is no current value and no ``start``.
-        """
-        return self.deferred_first_passage(threshold, start=start)()
-
-    def deferred_first_passage(
-        self, threshold: float, *, start: float | None = None
-    ) -> Callable[[], float]:
-        """:meth:`first_passage` with today's estimates, computed when the result is called.
-
-        The estimates are captured now (later updates do not change the answer); the
-        quadrature runs only if and when the returned function is called. Raises
-        :class:`~steerloop.errors.NotReadyError` now, as :meth:`first_passage` would.
-        """
-        self._require_ready()
-        origin = self._last if start is None else start
-        if origin is None:
-            raise NotReadyError("severity first passage (no current value)", 1, 0)
-        origin = min(max(float(origin), 0.0), 1.0)
-        alpha, beta, gamma = self._theta()
-        sigma0, sigma1 = self._sigmas()
-        dt = self._dt
-
-        def compute() -> float:
-            time = mean_first_passage(origin, threshold, alpha, beta, gamma, sigma0, sigma1)
-            return time / dt
-
-        return compute
-
-    def stationary_density(self, grid_size: int = 2001) -> tuple[FloatArray, FloatArray]:
-        """Stationary density (2) of the fitted SDE on ``grid_size`` points of [0, 1]."""
-        alpha, beta, gamma = self._theta()
-        sigma0, sigma1 = self._sigmas()
-        return stationary_density(alpha, beta, gamma, sigma0, sigma1, grid=grid_size)
-
-    # ------------------------------------------------------------------ state
-
-    def reset(self) -> None:
-        """Forget every observation."""
-        self._drift = ScalarRLS(
-            _N_DRIFT,
-            forgetting=self._forgetting,
-            initial_covariance=self._initial_covariance,
-            max_trace=self._max_trace,
-        )
-        self._diffusion = ScalarRLS(
-            _N_DIFFUSION,
-            forgetting=self._forgetting,
-            initial_covariance=self._initial_covariance,
-            max_trace=self._max_trace,
-        )
-        self._last = None
-        self._count = 0
-        self._theta_cache = self._stderr_cache = None
-
-    def to_state(self) -> SeverityState:
-        """Serializable state (exact round trip)."""
-        return SeverityState(
-            drift=self._drift.to_state(),
-            diffusion=self._diffusion.to_state(),
-            last_value=self._last,
-            count=self._count,
-        )
-
-    @classmethod
-    def from_state(
-        cls,
-        state: SeverityState,
-        *,
-        forgetting: float = 0.98,
-        dt: float = 1.0,
-        warmup: int = 5,
-        phase_margin: float = 0.05,
-        phase_z: float = PHASE_Z,
-        initial_covariance: float = 100.0,
-        max_trace: float = 1e6,
-    ) -> SeverityModel:
-        """Rebuild from :meth:`to_state` output; configuration comes from the caller."""
-        model = cls(
-            forgetting=forgetting,
-            dt=dt,
-            warmup=warmup,
-            phase_margin=phase_margin,
-            phase_z=phase_z,
-            initial_covariance=initial_covariance,
-            max_trace=max_trace,
-        )
-        drift_rls = ScalarRLS.from_state(
-            state.drift,
-            forgetting=forgetting,
-            initial_covariance=initial_covariance,
-            max_trace=max_trace,
-        )
-        diffusion_rls = ScalarRLS.from_state(
-            state.diffusion,
-            forgetting=forgetting,
-            initial_covariance=initial_covariance,
-            max_trace=max_trace,
-        )
-        if drift_rls.n_features != _N_DRIFT:
-            raise ShapeError("drift theta", (_N_DRIFT, 1), (drift_rls.n_features, 1))
-        if diffusion_rls.n_features != _N_DIFFUSION:
-            raise ShapeError("diffusion theta", (_N_DIFFUSION, 1), (diffusion_rls.n_features, 1))
-        model._drift = drift_rls
-        model._diffusion = diffusion_rls
-        model._last = state.last_value
-        model._count = state.count
-        return model

@@ -1,0 +1,152 @@
+"""The planning context of one step: what ``plan`` and ``best_predicted`` read.
+
+:class:`StepPlanning` implements :class:`steerloop.policies.planning.PlanningContext` for a
+session at one step: it builds each strategy's :class:`~steerloop.estimators.planner.
+StrategyModel` from the session's own drift statistics plus the fleet pool's prior (lazily,
+once per step), the belief N(x̂_t, P_t) from the filter, and the horizon distribution:
+
+* told — ``steps_left`` from :meth:`steerloop.Session.update`, or the policy's ``horizon``
+  minus the steps done — a point mass;
+* not told — :func:`steerloop.estimators.planner.default_horizons` (5 to 80 steps).
+
+Posterior draws for Thompson sampling come from a generator seeded by the session's seed and
+the step, so a restored session draws the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from steerloop.controller.models import PriorSource, SessionModels
+from steerloop.estimators.planner import (
+    Plan,
+    PlanSettings,
+    Schedule,
+    StrategyModel,
+    default_horizons,
+    plan,
+)
+from steerloop.policies.schema import PlanAction
+
+__all__ = ["StepPlanning"]
+
+FloatArray = NDArray[np.float64]
+
+
+class StepPlanning:
+    """Planning context of one session step (module docstring)."""
+
+    def __init__(
+        self,
+        models: SessionModels,
+        prior: PriorSource,
+        strategies: Sequence[str],
+        *,
+        step: int,
+        steps_left: int | None,
+        seed: int,
+    ) -> None:
+        self._models = models
+        self._prior = prior
+        self._strategies = list(strategies)
+        self._step = step
+        self._steps_left = steps_left
+        self._seed = seed
+        self._mean = models.kalman.mean
+        self._covariance = models.kalman.covariance
+        self._known: dict[str, StrategyModel | None] | None = None
+        self._plans: dict[tuple[int, Schedule | None, bool], Plan | None] = {}
+        self._first: Plan | None = None
+
+    @property
+    def steps_left(self) -> int | None:
+        """Steps left when the horizon is told."""
+        return self._steps_left
+
+    @property
+    def horizons(self) -> tuple[tuple[int, float], ...]:
+        """The steps-left distribution the planner uses."""
+        if self._steps_left is not None:
+            return ((max(1, self._steps_left), 1.0),)
+        return default_horizons()
+
+    @property
+    def expected_length(self) -> float:
+        """Steps so far plus the expected steps left."""
+        return self._step + sum(steps * weight for steps, weight in self.horizons)
+
+    def knowledge(self) -> Mapping[str, float]:
+        """Effective transitions known per strategy (own plus lent by the pool)."""
+        drift = self._models.drift_models
+        known: dict[str, float] = {}
+        for name in self._strategies:
+            model = drift.get(name)
+            pooled = self._prior(name)
+            known[name] = (0.0 if model is None else model.count) + (
+                0.0 if pooled is None else pooled.weight
+            )
+        return known
+
+    def strategy_models(self) -> Mapping[str, StrategyModel | None]:
+        """Each strategy's model (posterior mean), ``None`` when not known yet."""
+        if self._known is None:
+            self._known = {
+                name: self._models.strategy_model(name, self._prior) for name in self._strategies
+            }
+        return self._known
+
+    def equilibria(self) -> Mapping[str, NDArray[np.float64] | None]:
+        """Predicted equilibrium of every known strategy."""
+        out: dict[str, NDArray[np.float64] | None] = {}
+        for name in self._strategies:
+            fit = self._models.fit(name, self._prior)
+            if fit is not None:
+                out[name] = fit.equilibrium
+        return out
+
+    def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
+        """The planner's result for ``action`` (cached for the step)."""
+        key = (id(action), current, draw)
+        if key not in self._plans:
+            result = self._plans[key] = self._plan(action, current, draw)
+            if not draw and self._first is None:
+                self._first = result
+        return self._plans[key]
+
+    def latest(self, action: PlanAction) -> Plan | None:
+        """The step's plan (the action's, when it has run), else a plan made for ``action``."""
+        if self._first is not None:
+            return self._first
+        return self.plan(action, None, draw=False)
+
+    def _plan(self, action: PlanAction, current: Schedule | None, draw: bool) -> Plan | None:
+        if draw:
+            rng = np.random.default_rng([self._seed, self._step])
+            models = {
+                name: self._models.strategy_model(name, self._prior, rng)
+                for name in self._strategies
+            }
+        else:
+            models = dict(self.strategy_models())
+        known = {name: model for name, model in models.items() if model is not None}
+        if not known:
+            return None
+        objectives = self._models.settings.objectives
+        weights = np.array([action.weights.get(name, 0.0) for name in objectives])
+        settings = PlanSettings(
+            horizons=self.horizons,
+            utility=action.utility,
+            weights=weights,
+            two_phase=self._two_phase(action.schedules) and not draw,
+        )
+        extra = [current] if current is not None else []
+        return plan(self._mean, self._covariance, known, settings, extra=extra)
+
+    def _two_phase(self, schedules: Literal["auto", "hold", "two_phase"]) -> bool:
+        if schedules == "auto":
+            return self._steps_left is not None
+        return schedules == "two_phase"

@@ -1,0 +1,356 @@
+"""Horizon planning: the expected utility of each candidate schedule at the end of the loop.
+
+A loop runs a finite number of iterations. For a strategy π with learnt Euler drift
+x_{t+1} = F_π x_t + c_π + w_t (F = I + AΔt, c = bΔt, w ~ N(0, Q_π)), a Gaussian belief
+N(m, C) about the objective state propagates over n steps in closed form (docs/architecture.md,
+"Planning"):
+
+    m_n = Fⁿ m + G_n c,                 G_n = Σ_{j<n} F^j = V g_n(Λ) V⁻¹,
+    C_n = Fⁿ C Fⁿᵀ + S_n + U_n,         S_n = Σ_{j<n} F^j Q F^jᵀ = V (M ∘ h_n) Vᴴ,      (1)
+
+with F = V Λ V⁻¹, g_n(λ) = (1 − λⁿ)/(1 − λ), M = V⁻¹ Q V⁻ᴴ and h_n(λ_a, λ_b) =
+(1 − (λ_a λ̄_b)ⁿ)/(1 − λ_a λ̄_b) (n where the ratio is 0/0). U_n carries the uncertainty of
+the estimate itself: the parameter error is persistent, so the state converges to a wrong
+equilibrium, and to first order U_n = (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ with
+Cov(x̂*) = A⁻¹ (φ*ᵀ K φ*) C_e A⁻ᵀ, φ* = [x*; 1] (delta method on x* = −A⁻¹b; C_e ⊗ K is
+the covariance of Θ̂, :mod:`steerloop.estimators.rls`).
+
+**Candidates.** Every strategy held to the horizon, and (optionally) two-phase schedules:
+π₁ for k steps then π₂, for k at fixed fractions of the horizon. **Utility.** The expected
+utility at the horizon, E[u(clip(x_H, 0, 1))] for x_H ~ N(m_H, C_H), by a fixed set of
+antithetic standard normal draws (common random numbers: the same draws for every candidate
+and every call, so comparisons carry no Monte Carlo noise); u is the minimum over objectives
+(default), their mean, or a weighted mean. **Horizon.** The loop's remaining length is a
+distribution: a point mass when the user tells it, a spread of lengths when not; a two-phase
+schedule whose switch lies beyond a possible end is valued at that end as the first phase
+held, so a schedule that pays only after its switch is not chosen when the end is uncertain.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739 (the drift model). E. F. Camacho and C. Bordons, *Model
+Predictive Control*, Springer, 2007 (receding-horizon choice of a schedule).
+
+Examples
+--------
+>>> import numpy as np
+>>> slow = StrategyModel(A=-0.1 * np.eye(2), b=np.array([0.09, 0.09]), Q=1e-4 * np.eye(2))
+>>> fast = StrategyModel(A=-0.8 * np.eye(2), b=np.array([0.56, 0.48]), Q=1e-4 * np.eye(2))
+>>> settings = PlanSettings(horizons=((5, 1.0),), two_phase=False)
+>>> result = plan(np.array([0.2, 0.2]), 0.01 * np.eye(2), {"slow": slow, "fast": fast}, settings)
+>>> result.schedule.first, round(result.value, 2)
+('fast', 0.6)
+>>> settings = PlanSettings(horizons=((80, 1.0),), two_phase=False)
+>>> plan(np.array([0.2, 0.2]), 0.01 * np.eye(2), {"slow": slow, "fast": fast}, settings).schedule.first
+'slow'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "Plan",
+    "PlanSettings",
+    "Schedule",
+    "StrategyModel",
+    "default_horizons",
+    "equilibrium_covariance",
+    "plan",
+]
+
+FloatArray = NDArray[np.float64]
+ComplexArray = NDArray[np.complex128]
+
+#: Standard normal draws of the expected-utility integral (antithetic pairs, fixed seed).
+_DRAWS = 32
+_UNIT_DRAWS: dict[int, FloatArray] = {}
+
+
+def _unit_draws(dim: int) -> FloatArray:
+    found = _UNIT_DRAWS.get(dim)
+    if found is None:
+        half = np.random.default_rng(20261203).standard_normal((_DRAWS // 2, dim))
+        found = np.concatenate((half, -half))
+        found.flags.writeable = False
+        _UNIT_DRAWS[dim] = found
+    return found
+
+
+@dataclass(frozen=True)
+class StrategyModel:
+    """What the planner knows of one strategy: its Euler drift, noise and uncertainty.
+
+    Attributes
+    ----------
+    A, b : ndarray
+        Drift matrix (d, d) and offset (d,) per unit time.
+    Q : ndarray (d, d)
+        Process-noise covariance of one step.
+    equilibrium_covariance : ndarray (d, d) or None
+        Cov(x̂*) of the estimate (:func:`equilibrium_covariance`); ``None``: no uncertainty.
+    dt : float
+        Δt.
+    """
+
+    A: FloatArray
+    b: FloatArray
+    Q: FloatArray
+    equilibrium_covariance: FloatArray | None = None
+    dt: float = 1.0
+
+
+def equilibrium_covariance(
+    A: FloatArray, b: FloatArray, residual_covariance: FloatArray, scale: FloatArray
+) -> FloatArray | None:
+    """Cov(x̂*) = A⁻¹ (φ*ᵀ K φ*) C_e A⁻ᵀ (delta method, module docstring); ``None`` if singular.
+
+    ``scale`` is K, the (d + 1) × (d + 1) factor with Cov(vec Θ̂) = C_e ⊗ K.
+    """
+    try:
+        inverse = np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        return None
+    x_star = -inverse @ b
+    phi = np.append(x_star, 1.0)
+    leverage = float(phi @ scale @ phi)
+    covariance = leverage * inverse @ residual_covariance @ inverse.T
+    covariance = 0.5 * (covariance + covariance.T)
+    return covariance if np.isfinite(covariance).all() else None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A plan: ``first`` now; after ``switch_after`` steps ``second`` (``None``: hold)."""
+
+    first: str
+    switch_after: int | None = None
+    second: str | None = None
+
+    def describe(self) -> str:
+        """``"A"`` or ``"A for k steps, then B"``."""
+        if self.second is None or self.switch_after is None:
+            return self.first
+        return f"{self.first} for {self.switch_after} steps, then {self.second}"
+
+    def advanced(self) -> Schedule:
+        """The same plan one step later."""
+        if self.second is None or self.switch_after is None:
+            return self
+        if self.switch_after <= 1:
+            return Schedule(self.second)
+        return Schedule(self.first, self.switch_after - 1, self.second)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How to plan.
+
+    Attributes
+    ----------
+    horizons : tuple of (steps, probability)
+        Distribution of the number of steps left (probabilities sum to 1).
+    utility : {"min", "mean", "weighted"}
+        Utility of a final state.
+    weights : ndarray (d,) or None
+        Weights of ``"weighted"``.
+    two_phase : bool
+        Also consider two-phase schedules.
+    splits : tuple of float
+        Switch points of two-phase schedules, as fractions of the mean horizon.
+    """
+
+    horizons: tuple[tuple[int, float], ...]
+    utility: Literal["min", "mean", "weighted"] = "min"
+    weights: FloatArray | None = None
+    two_phase: bool = True
+    splits: tuple[float, ...] = (0.2, 0.4, 0.6)
+
+
+def default_horizons() -> tuple[tuple[int, float], ...]:
+    """The steps-left distribution used when the loop's length is unknown: 5–80, equal weights."""
+    return ((5, 0.2), (10, 0.2), (20, 0.2), (40, 0.2), (80, 0.2))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen schedule, its expected utility, and every candidate's value."""
+
+    schedule: Schedule
+    value: float
+    values: Mapping[Schedule, float] = field(default_factory=dict)
+
+    def hold_value(self, strategy: str) -> float | None:
+        """Expected utility of holding ``strategy`` to the horizon (``None`` if not planned)."""
+        return self.values.get(Schedule(strategy))
+
+
+class _Dynamics:
+    """Eigen-decompositions of every strategy's transition, for the closed forms (1)."""
+
+    def __init__(self, models: Sequence[StrategyModel]) -> None:
+        d = models[0].b.shape[0]
+        self.dim = d
+        F = np.stack([np.eye(d) + m.A * m.dt for m in models])
+        values, vectors = np.linalg.eig(F)
+        inverse = np.linalg.inv(vectors)
+        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
+        bound = np.linalg.norm(vectors, axis=(1, 2)) * np.linalg.norm(inverse, axis=(1, 2))
+        self.ok = np.isfinite(values).all(axis=1) & np.isfinite(bound) & (bound < 1e8)
+        self.values: ComplexArray = values
+        self.vectors: ComplexArray = vectors
+        self.inverse: ComplexArray = inverse
+        self.offset = np.stack([m.b * m.dt for m in models])
+        Q = np.stack([m.Q for m in models])
+        self.noise: ComplexArray = inverse @ Q @ inverse.conj().transpose(0, 2, 1)
+        self.x_cov = np.stack(
+            [np.zeros((d, d)) if m.equilibrium_covariance is None else m.equilibrium_covariance for m in models]
+        )
+
+    def propagate(
+        self,
+        index: NDArray[np.intp],
+        mean: FloatArray,
+        cov: FloatArray,
+        steps: NDArray[np.int64],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1)."""
+        lam = self.values[index]
+        n = steps.astype(np.float64)[:, None]
+        power = lam**n
+        pair = lam[:, :, None] * lam.conj()[:, None, :]
+        pair_power = power[:, :, None] * power.conj()[:, None, :]  # (λ_a λ̄_b)ⁿ = λ_aⁿ conj(λ_bⁿ)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            near_one = np.abs(1.0 - lam) <= 1e-12
+            geometric = np.where(near_one, n, (1.0 - power) / np.where(near_one, 1.0, 1.0 - lam))
+            pair_one = np.abs(1.0 - pair) <= 1e-12
+            pair_sum = np.where(
+                pair_one, n[:, :, None], (1.0 - pair_power) / np.where(pair_one, 1.0, 1.0 - pair)
+            )
+        V, Vi = self.vectors[index], self.inverse[index]
+        Fn = np.real((V * power[:, None, :]) @ Vi)
+        Gn = np.real((V * geometric[:, None, :]) @ Vi)
+        Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
+        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + (Gn @ self.offset[index][:, :, None])[:, :, 0]
+        gap = np.eye(self.dim)[None] - Fn
+        new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+
+
+def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
+    """E[u(clip(x))] for x ~ N(mean_b, cov_b), by the fixed draws; shape (B,)."""
+    d = mean.shape[1]
+    try:
+        root = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
+    except np.linalg.LinAlgError:  # not positive definite to rounding: the symmetric root
+        values, vectors = np.linalg.eigh(cov)
+        root = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
+    samples = mean[:, None, :] + _unit_draws(d) @ root.transpose(0, 2, 1)
+    samples = np.clip(samples, 0.0, 1.0)
+    if settings.utility == "min":
+        scores = samples.min(axis=2)
+    elif settings.utility == "mean" or settings.weights is None or settings.weights.sum() <= 0:
+        scores = samples.mean(axis=2)
+    else:
+        scores = samples @ (settings.weights / settings.weights.sum())
+    return np.asarray(scores.mean(axis=1), dtype=np.float64)
+
+
+def _candidates(names: Sequence[str], settings: PlanSettings) -> list[Schedule]:
+    holds = [Schedule(name) for name in names]
+    if not settings.two_phase or len(names) < 2:
+        return holds
+    mean_horizon = sum(steps * weight for steps, weight in settings.horizons)
+    splits = sorted({max(1, round(f * mean_horizon)) for f in settings.splits})
+    return holds + [
+        Schedule(first, k, second)
+        for first in names
+        for second in names
+        if second != first
+        for k in splits
+        if k < mean_horizon
+    ]
+
+
+def plan(
+    mean: FloatArray,
+    covariance: FloatArray,
+    models: Mapping[str, StrategyModel],
+    settings: PlanSettings,
+    *,
+    extra: Sequence[Schedule] = (),
+) -> Plan:
+    """The best schedule by expected utility at the horizon (module docstring).
+
+    Parameters
+    ----------
+    mean, covariance : ndarray
+        Belief about the current objective state (the filtered x̂ and P).
+    models : mapping of strategy name to StrategyModel
+        The strategies that can be planned (at least one).
+    settings : PlanSettings
+        Horizon distribution, utility and candidate set.
+    extra : sequence of Schedule
+        Further candidates to value (e.g. the plan in force, continued).
+
+    Returns
+    -------
+    Plan
+        Ties go to the earlier candidate (holds first, in ``models`` order). A strategy whose
+        transition is nearly defective (no stable eigenbasis) is left out of the candidates.
+    """
+    if not models:
+        raise ValueError("plan needs at least one strategy model")
+    names = list(models)
+    dynamics = _Dynamics([models[name] for name in names])
+    usable = [name for name, ok in zip(names, dynamics.ok.tolist(), strict=True) if ok]
+    candidates = _candidates(usable, settings)
+    known = set(candidates)
+    candidates += [s for s in extra if s not in known and _plannable(s, usable)]
+    horizons = [(max(1, int(h)), float(w)) for h, w in settings.horizons if w > 0]
+    if not candidates or not horizons:
+        return Plan(Schedule(names[0]), -math.inf, {})
+    position = {name: i for i, name in enumerate(names)}
+    rows = [(c, h, w) for c in candidates for h, w in horizons]
+    first_steps = np.array(
+        [h if c.second is None or c.switch_after is None else min(h, c.switch_after) for c, h, _ in rows],
+        dtype=np.int64,
+    )
+    count = len(rows)
+    end_mean, end_cov = dynamics.propagate(
+        np.array([position[c.first] for c, _, _ in rows], dtype=np.intp),
+        np.broadcast_to(mean, (count, mean.shape[0])),
+        np.broadcast_to(covariance, (count, *covariance.shape)),
+        first_steps,
+    )
+    later = [
+        i
+        for i, (c, h, _) in enumerate(rows)
+        if c.second is not None and h > int(first_steps[i])
+    ]
+    if later:
+        chosen = np.array(later, dtype=np.intp)
+        remaining = np.array([rows[i][1] for i in later], dtype=np.int64) - first_steps[chosen]
+        second = np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp)
+        end_mean[chosen], end_cov[chosen] = dynamics.propagate(
+            second, end_mean[chosen], end_cov[chosen], remaining
+        )
+    utilities = _utility(settings, end_mean, end_cov)
+    values = dict.fromkeys(candidates, 0.0)
+    for (schedule, _, weight), value in zip(rows, utilities.tolist(), strict=True):
+        values[schedule] += weight * value
+    best = candidates[0]
+    for schedule in candidates[1:]:  # the first of equal values wins
+        if values[schedule] > values[best]:
+            best = schedule
+    return Plan(best, values[best], values)
+
+
+def _plannable(schedule: Schedule, usable: Sequence[str]) -> bool:
+    return schedule.first in usable and (schedule.second is None or schedule.second in usable)

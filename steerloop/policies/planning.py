@@ -1,0 +1,189 @@
+"""The model-based actions: ``plan`` (horizon planning) and ``best_predicted`` (equilibria).
+
+``plan`` (the ``predictive`` preset's rule) decides in three stages, every step:
+
+1. **Explore the unknown.** A strategy whose drift is known from fewer than ``warmup``
+   effective transitions (the session's own plus what the fleet pool lends) cannot be
+   planned. While the session's exploration budget lasts (``explore`` × the loop's expected
+   length), and enough steps remain to use what is learnt (at least three warm-ups), the
+   least known of them is run until it is known. A fleet explores once: what one session
+   learns reaches the pool, so later sessions find the strategy known.
+2. **Plan.** Every known strategy held to the horizon, and two-phase schedules, are valued by
+   :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
+   the horizon, with the drift's own uncertainty).
+3. **No thrash, bounded curiosity.** The plan in force (or, without one, holding the
+   current strategy) is kept unless the best plan beats it by ``margin``. While the budget
+   lasts, the plan is also made once with one draw of every strategy's drift from its
+   posterior (Thompson sampling); when that draw prefers another first strategy, it is taken
+   and the step is counted against the budget.
+
+``best_predicted`` picks the strategy whose predicted equilibrium x*_π = −A_π⁻¹b_π (clipped to
+[0, 1]) maximises the utility, after trying every strategy whose drift is not estimated yet.
+
+References
+----------
+W. R. Thompson, "On the likelihood that one unknown probability exceeds another in view of the
+evidence of two samples", Biometrika 25(3/4), 1933 (posterior sampling).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from steerloop.estimators.planner import Plan, Schedule
+from steerloop.policies.memory import EngineMemory
+from steerloop.policies.outcome import Verdict
+from steerloop.policies.schema import BestPredictedAction, PlanAction
+
+__all__ = ["PlanningContext", "best_predicted", "plan_action", "utility_of"]
+
+
+class PlanningContext(Protocol):
+    """What the session offers the model-based actions (built per step, read lazily)."""
+
+    @property
+    def expected_length(self) -> float:
+        """Steps so far plus the expected steps left."""
+        ...
+
+    @property
+    def steps_left(self) -> int | None:
+        """Steps left when the user told the horizon, else ``None``."""
+        ...
+
+    def knowledge(self) -> Mapping[str, float]:
+        """Effective transitions known per strategy (own plus lent by the pool)."""
+        ...
+
+    def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
+        """The planner's result (``draw``: with one posterior draw of every drift)."""
+        ...
+
+    def equilibria(self) -> Mapping[str, NDArray[np.float64] | None]:
+        """Predicted equilibrium of every known strategy."""
+        ...
+
+
+def _explore(
+    action: PlanAction,
+    memory: EngineMemory,
+    context: PlanningContext,
+    strategies: Sequence[str],
+    current: str,
+    warmup: int,
+) -> Verdict | None:
+    """Stage 1 of the module docstring: a verdict while exploring, else ``None``."""
+    known = context.knowledge()
+    unknown = [name for name in strategies if known.get(name, 0.0) < warmup]
+    budget = action.explore * context.expected_length
+    steps_left = context.steps_left
+    room = steps_left is None or steps_left >= 3 * warmup
+    if memory.explore_target is not None:
+        target = memory.explore_target
+        if target in unknown and memory.explore_steps < budget and current == target:
+            memory.explore_steps += 1
+            return Verdict(None, f"exploring {target}: {known.get(target, 0.0):.0f} of {warmup} transitions known")
+        memory.explore_target = None
+    if not unknown or memory.explore_steps >= budget or not room:
+        return None
+    order = {name: index for index, name in enumerate(strategies)}
+    target = current if current in unknown else min(unknown, key=lambda n: (known.get(n, 0.0), order[n]))
+    memory.explore_target = target
+    memory.explore_steps += 1
+    memory.forget_plan()
+    return Verdict(
+        target,
+        f"explore {target}: its drift is unknown ({known.get(target, 0.0):.0f} of {warmup} "
+        f"transitions; exploration {memory.explore_steps} of {budget:.0f} steps)",
+    )
+
+
+def plan_action(
+    action: PlanAction,
+    memory: EngineMemory,
+    context: PlanningContext,
+    strategies: Sequence[str],
+    current: str,
+    warmup: int,
+) -> Verdict:
+    """Decide by the ``plan`` action (module docstring)."""
+    exploring = _explore(action, memory, context, strategies, current, warmup)
+    if exploring is not None:
+        return exploring
+    in_force = None
+    if memory.plan_first is not None:
+        in_force = Schedule(memory.plan_first, memory.plan_switch_after, memory.plan_second)
+        in_force = in_force.advanced()
+    incumbent = in_force if in_force is not None and in_force.first == current else Schedule(current)
+    result = context.plan(action, incumbent, draw=False)
+    if result is None or not math.isfinite(result.value):
+        return Verdict(None, "no strategy can be planned yet; holding")
+    choice, value = result.schedule, result.value
+    kept = result.values.get(incumbent)
+    note = ""
+    if kept is not None and choice != incumbent and value < kept + action.margin:
+        note = f" (best {choice.describe()} = {value:.3g} is within the margin {action.margin:g})"
+        choice, value = incumbent, kept
+    if memory.explore_steps < action.explore * context.expected_length:
+        sampled = context.plan(action, incumbent, draw=True)
+        if sampled is not None and sampled.schedule.first != choice.first:
+            rival = sampled.values.get(choice)
+            if rival is None or sampled.value >= rival + action.margin:
+                memory.explore_steps += 1
+                choice = sampled.schedule
+                note += "; a posterior draw prefers it (Thompson exploration)"
+    memory.plan_first = choice.first
+    memory.plan_switch_after = choice.switch_after
+    memory.plan_second = choice.second
+    return Verdict(choice.first, f"plan {choice.describe()}: expected utility {value:.3g}{note}")
+
+
+def utility_of(
+    equilibrium: NDArray[np.float64],
+    action: BestPredictedAction | PlanAction,
+    objectives: Sequence[str],
+) -> float:
+    """The action's utility of a state (clipped to [0, 1]): min, mean or weighted mean."""
+    clipped = np.clip(equilibrium, 0.0, 1.0)
+    if action.utility == "min":
+        return float(clipped.min())
+    weights = np.array([action.weights.get(name, 0.0) for name in objectives])
+    if action.utility == "mean" or weights.sum() <= 0:
+        return float(clipped.mean())
+    return float(weights @ clipped / weights.sum())
+
+
+def best_predicted(
+    action: BestPredictedAction,
+    context: PlanningContext,
+    strategies: Sequence[str],
+    current: str,
+    warmup: int,
+    objectives: Sequence[str],
+) -> Verdict:
+    """Decide by the ``best_predicted`` action (module docstring)."""
+    known = context.knowledge()
+    if known.get(current, 0.0) < warmup:
+        return Verdict(None, f"exploring {current} until its drift model is estimated")
+    untried = [name for name in strategies if known.get(name, 0.0) < warmup]
+    if untried:
+        return Verdict(untried[0], "explore untried")
+    equilibria = context.equilibria()
+    scored = [
+        (utility_of(eq, action, objectives) if eq is not None else -math.inf, -index, name)
+        for index, name in enumerate(strategies)
+        for eq in (equilibria.get(name),)
+    ]
+    best_value, _, best = max(scored)
+    if not math.isfinite(best_value):
+        return Verdict(None, "no strategy has a predicted equilibrium")
+    current_value = next(value for value, _, name in scored if name == current)
+    detail = f"predicted utility {best} = {best_value:.3g}"
+    if best != current:
+        detail += f" vs {current} = {current_value:.3g}"
+    return Verdict(best, detail)
