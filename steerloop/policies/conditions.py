@@ -45,7 +45,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from steerloop.controller.diagnostics import Diagnostics
+from steerloop.policies.metrics import Diagnostics
 from steerloop.policies.schema import Condition
 
 __all__ = ["CompiledCondition", "compile_condition", "format_value"]

@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from steerloop.controller.diagnostics import CATEGORICAL_VALUES, metric_kinds
 from steerloop.errors import PolicyError, PolicyIssue
+from steerloop.policies.metrics import CATEGORICAL_VALUES, metric_kinds
 
 __all__ = [
     "Action",
