@@ -240,19 +240,22 @@ def _describe(value: Any) -> str:
 
 
 class _Breaks:
-    """The paths at which validation failed, and questions about the paths around them."""
+    """The paths at which validation failed, and questions about the paths around them.
+
+    Both questions cost O(len(path)) whatever the number of failures (set lookups).
+    """
 
     def __init__(self, paths: Iterable[tuple[Hashable, ...]]) -> None:
-        self._paths = list(paths)
+        self._paths = set(paths)
+        self._prefixes = {path[:size] for path in self._paths for size in range(len(path) + 1)}
 
     def above(self, path: tuple[Hashable, ...]) -> bool:
         """Whether ``path`` or one of its ancestors failed."""
-        return any(path[: len(broken)] == broken for broken in self._paths)
+        return any(path[:size] in self._paths for size in range(len(path) + 1))
 
     def at_or_below(self, path: tuple[Hashable, ...]) -> bool:
         """Whether anything at, under or above ``path`` failed."""
-        size = len(path)
-        return self.above(path) or any(broken[:size] == path for broken in self._paths)
+        return path in self._prefixes or self.above(path)
 
 
 def salvage(data: Any, error: ValidationError, bad_paths: Iterable[Path]) -> PolicyParts:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from steerloop.errors import PolicyError, PolicyIssue
-from steerloop.policies.metrics import CATEGORICAL_VALUES, metric_kinds
+from steerloop.policies.metrics import CATEGORICAL_VALUES, OBJECTIVE_METRICS, metric_kinds
 from steerloop.policies.templates import MAX_PROMPT_CHARS, parse_template
 
 if TYPE_CHECKING:  # the models import this module; it needs their types only
@@ -114,13 +114,13 @@ def parts_problems(parts: PolicyParts) -> list[Problem]:
     source = parts.severity_source
     if source is not None and source.objective is not None:
         _need_objective(source.objective, objectives, ("severity", "from", "objective"), problems)
-    kinds = metric_kinds(objectives)
-    names = sorted(strategies) if strategies is not None else None
+    metrics = _Metrics(objectives, sorted(strategies) if strategies is not None else None)
+    emphasised = _emphasised(strategies)
     for index, rule in parts.rules:
         base: Loc = ("rules", index)
         for condition, loc in _walk_conditions(rule.when, (*base, "when")):
-            problems.extend(_condition_problems(condition, loc, kinds, names))
-        problems.extend(_action_objectives(rule.then, (*base, "then"), objectives, strategies))
+            problems.extend(metrics.problems(condition, loc))
+        problems.extend(_action_objectives(rule.then, (*base, "then"), objectives, emphasised))
     return problems
 
 
@@ -193,30 +193,72 @@ def _walk_conditions(condition: Condition, loc: Loc) -> Iterator[tuple[Condition
         yield from _walk_conditions(condition.not_, (*loc, "not"))
 
 
-def _condition_problems(
-    condition: Condition, loc: Loc, kinds: Mapping[str, str], strategies: list[str] | None
-) -> list[Problem]:
-    metric = condition.metric
-    if metric is None:
+class _Metrics:
+    """Checks metric names and comparisons against the namespace of one policy.
+
+    Suggestions for unknown names compare against the metric *shapes* (the fixed names and
+    one name per objective and prefix) and, for per-objective names, against the objective
+    names, never against every pairwise name; only the first :data:`_MAX_HINTS` unknown
+    names get suggestions, so a file of thousands of bad names stays fast to reject.
+    """
+
+    def __init__(self, objectives: list[str], strategies: list[str] | None) -> None:
+        self.objectives = objectives
+        self.strategies = strategies
+        self.kinds = metric_kinds(objectives)
+        fixed = metric_kinds([])
+        self.shapes = [*fixed, *(f"{p}.{o}" for p in OBJECTIVE_METRICS for o in objectives)]
+        self.hints_left = _MAX_HINTS
+
+    def problems(self, condition: Condition, loc: Loc) -> list[Problem]:
+        """The problems of one condition node (none for a combinator)."""
+        metric = condition.metric
+        if metric is None:
+            return []
+        kind = self.kinds.get(metric)
+        if kind is None:
+            return [((*loc, "metric"), f"unknown metric {metric!r}{self._hint(metric)}")]
+        if kind == "number":
+            if isinstance(condition.equals, (str, bool)):
+                message = f"metric {metric!r} is a number; compare with a number"
+                return [((*loc, "equals"), message)]
+            return []
+        if condition.equals is None:
+            message = f"metric {metric!r} is a category; compare it with 'equals'"
+            return [((*loc, "metric"), message)]
+        allowed = self.strategies if metric == "strategy" else list(CATEGORICAL_VALUES[metric])
+        if allowed is not None and condition.equals not in allowed:
+            message = f"{metric} is never {condition.equals!r}; values: {allowed}"
+            return [((*loc, "equals"), message)]
         return []
-    kind = kinds.get(metric)
-    if kind is None:
-        close = difflib.get_close_matches(metric, list(kinds), n=3)
-        if not close:
-            prefix = metric.split(".")[0]
-            close = sorted(name for name in kinds if name.split(".")[0] == prefix)[:8]
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        return [((*loc, "metric"), f"unknown metric {metric!r}{hint}")]
-    if kind == "number":
-        if isinstance(condition.equals, (str, bool)):
-            return [((*loc, "equals"), f"metric {metric!r} is a number; compare with a number")]
-        return []
-    if condition.equals is None:
-        return [((*loc, "metric"), f"metric {metric!r} is a category; compare it with 'equals'")]
-    allowed = strategies if metric == "strategy" else list(CATEGORICAL_VALUES[metric])
-    if allowed is not None and condition.equals not in allowed:
-        return [((*loc, "equals"), f"{metric} is never {condition.equals!r}; values: {allowed}")]
-    return []
+
+    def _hint(self, metric: str) -> str:
+        if self.hints_left <= 0:
+            return ""
+        self.hints_left -= 1
+        close = self._close(metric)
+        return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+    def _close(self, metric: str) -> list[str]:
+        if metric.startswith("interference."):
+            pair = metric.removeprefix("interference.").split(".")
+            if len(pair) == 2:
+                firsts = _close_names(pair[0], self.objectives)
+                seconds = _close_names(pair[1], self.objectives)
+                return [f"interference.{a}.{b}" for a in firsts for b in seconds if a != b][:3]
+        close = difflib.get_close_matches(metric, self.shapes, n=3)
+        if close:
+            return close
+        prefix = metric.split(".")[0]
+        return sorted(name for name in self.shapes if name.split(".")[0] == prefix)[:8]
+
+
+#: Unknown metric names that get a "did you mean" suggestion (per policy).
+_MAX_HINTS = 5
+
+
+def _close_names(name: str, names: list[str]) -> list[str]:
+    return names if name in names else difflib.get_close_matches(name, names, n=2)
 
 
 def _action_strategies(
@@ -227,10 +269,7 @@ def _action_strategies(
 
 
 def _action_objectives(
-    action: Action,
-    loc: Loc,
-    objectives: list[str],
-    strategies: Mapping[str, Strategy | None] | None,
+    action: Action, loc: Loc, objectives: list[str], emphasised: set[str] | None
 ) -> list[Problem]:
     problems: list[Problem] = []
     if action.sequential is not None:
@@ -240,16 +279,16 @@ def _action_objectives(
                 _need_objective(
                     objective, objectives, (*loc, "sequential", "order", position), problems
                 )
-        known = strategies is not None and None not in strategies.values()
-        for objective in objectives if order == "auto" else [o for o in order if o in objectives]:
-            if known and not _emphasised(objective, strategies):
-                problems.append(
-                    (
-                        (*loc, "sequential"),
-                        f"no strategy emphasises objective {objective!r}, "
-                        "so sequential mode cannot focus it",
-                    )
+        focused = objectives if order == "auto" else [o for o in order if o in objectives]
+        missing = [o for o in focused if emphasised is not None and o not in emphasised]
+        if missing:
+            problems.append(
+                (
+                    (*loc, "sequential"),
+                    f"no strategy emphasises {_names('objective', missing)}, "
+                    f"so sequential mode cannot focus {'it' if len(missing) == 1 else 'them'}",
                 )
+            )
     if action.best_predicted is not None:
         for objective in action.best_predicted.weights:
             _need_objective(
@@ -258,8 +297,21 @@ def _action_objectives(
     return problems
 
 
-def _emphasised(objective: str, strategies: Mapping[str, Strategy | None] | None) -> bool:
-    return strategies is not None and any(
-        strategy is not None and strategy.emphasis.get(objective, 0.0) > 0
+def _emphasised(strategies: Mapping[str, Strategy | None] | None) -> set[str] | None:
+    """Objectives some strategy emphasises (``None``: unknown, a strategy is invalid)."""
+    if strategies is None or None in strategies.values():
+        return None
+    return {
+        objective
         for strategy in strategies.values()
+        if strategy is not None
+        for objective, weight in strategy.emphasis.items()
+        if weight > 0
+    }
+
+
+def _names(noun: str, names: list[str]) -> str:
+    shown = ", ".join(map(repr, names[:10])) + (
+        f" and {len(names) - 10} more" if len(names) > 10 else ""
     )
+    return f"{noun} {shown}" if len(names) == 1 else f"{noun}s {shown}"

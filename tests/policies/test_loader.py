@@ -14,11 +14,11 @@ from steerloop.errors import PolicyError
 from steerloop.policies import (
     Policy,
     available_presets,
+    bounded_yaml,
     load_policy,
     load_preset,
     parse_policy,
 )
-from steerloop.policies import bounded_yaml
 from steerloop.policies.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES
 
 HERE = Path(__file__).parent
