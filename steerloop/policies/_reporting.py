@@ -122,8 +122,14 @@ def validation_issues(error: ValidationError, builder: Builder, file: str) -> li
 
 def _expected_noun(error: Any) -> str:
     if error["type"] == "literal_error":
-        return str(error.get("ctx", {}).get("expected", "one of the allowed values"))
+        return _literal(error.get("ctx") or {})
     return _MISMATCH_NOUNS.get(error["type"], str(error["msg"]))
+
+
+def _literal(ctx: dict[str, Any]) -> str:
+    """The allowed values of a literal, spelt as YAML spells booleans."""
+    expected = str(ctx.get("expected", "one of the allowed values"))
+    return {"True": "true", "False": "false"}.get(expected, expected)
 
 
 def _or_join(items: list[str]) -> str:
@@ -174,7 +180,7 @@ def _rewrite(error: Any) -> str:
     if kind in ("value_error", "assertion_error"):
         return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind == "literal_error":
-        return f"expected {ctx.get('expected', 'an allowed value')}, got {_describe(value)}"
+        return f"expected {_literal(ctx)}, got {_describe(value)}"
     if kind in _MISMATCH_NOUNS:
         return f"expected {_MISMATCH_NOUNS[kind]}, got {_describe(value)}"
     if kind == "finite_number":
