@@ -1,10 +1,11 @@
 """The diagnostics namespace: the names a session reports and policy conditions read.
 
 The names, kinds and categorical values are defined in :mod:`steerloop.policies.metrics`
-and re-exported here. A session's :class:`~steerloop.controller.session.Decision` carries ``diagnostics``, a flat
-mapping from these names to a float or a string. Missing or not-yet-estimated values are
-``None`` (a condition on a ``None`` metric is false). Policies are validated against
-:func:`metric_kinds`, so a typo in a rule is a load-time error, not a silent no-op.
+and re-exported here. A session's :class:`~steerloop.controller.session.Decision` carries
+``diagnostics``, a flat mapping from these names to a float or a string. Missing or
+not-yet-estimated values are ``None`` (a condition on a ``None`` metric is false). Policies
+are validated against :func:`metric_kinds`, so a typo in a rule is a load-time error, not a
+silent no-op.
 """
 
 from __future__ import annotations
