@@ -14,7 +14,7 @@ Examples
 >>> builder.build(compose("rules:\\n  - {name: a, when: {}}\\n", "policy.yaml"), ())
 {'rules': [{'name': 'a', 'when': {}}]}
 >>> print(builder.issue_at(("rules", 0, "when", "metric"), "needs a metric"))
-policy.yaml:2:24: rules.0.when.metric: needs a metric
+policy.yaml:2:21: rules.0.when.metric: needs a metric
 """
 
 from __future__ import annotations

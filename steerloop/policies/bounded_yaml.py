@@ -349,11 +349,9 @@ def yaml_message(error: MarkedYAMLError, text: str) -> str:
         )
     if "maximum nesting depth" in problem:  # libyaml's own nesting limit
         return _DEPTH_MESSAGE
-    if "cannot start any token" in problem and _char_at(text, error.problem_mark) == "\t":
-        return (
-            "found character '\\t' that cannot start any token; "
-            "YAML does not allow tabs for indentation, use spaces"
-        )
+    if _char_at(text, error.problem_mark) == "\t":
+        problem = problem.replace("found character that", "found character '\\t' that")
+        return f"{problem}; YAML does not allow tabs for indentation, use spaces"
     if problem.startswith("found undefined alias"):
         return f"{problem}; define the anchor (&name) before using the alias (*name)"
     if context and error.context_mark is not None:
