@@ -21,16 +21,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from texts import HEAD
+
 #: One megabyte less a little: the size limit itself is not what these cases test.
 BUDGET = (1 << 20) - 4096
-
-HEAD = """\
-objectives: [security, efficiency]
-strategies:
-  secure: {prompt: Fix every security issue first., emphasis: {security: 1.0}}
-  fast: {prompt: Make the code faster., emphasis: {efficiency: 1.0}}
-initial: secure
-"""
 
 
 def _fill(prefix: str, unit: str, suffix: str = "") -> bytes:

@@ -6,7 +6,6 @@ import pytest
 from yaml.nodes import MappingNode, ScalarNode
 
 from steerloop.errors import PolicyError
-from steerloop.policies import bounded_yaml
 from steerloop.policies.bounded_yaml import (
     MAX_ALIASES,
     MAX_BYTES,
@@ -18,13 +17,7 @@ from steerloop.policies.bounded_yaml import (
     decode,
 )
 
-
-@pytest.fixture(autouse=True, params=["libyaml", "python"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "libyaml" and not bounded_yaml.HAVE_LIBYAML:
-        pytest.skip("PyYAML was built without libyaml")
-    monkeypatch.setattr(bounded_yaml, "LIBYAML", request.param == "libyaml")
-    return str(request.param)
+pytestmark = pytest.mark.usefixtures("parser")
 
 
 def _error(text: str) -> PolicyError:

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from texts import HEAD
 
 from steerloop.errors import PolicyError
 from steerloop.policies import load_policy, parse_policy, policy_json_schema
@@ -59,14 +60,6 @@ CROSS_REFERENCES = {
     "inline:prompt_too_long_rendered": "rendered size depends on the objectives",
     "inline:sequential_cannot_focus": "emphasis across strategies",
 }
-
-HEAD = """\
-objectives: [security, efficiency]
-strategies:
-  secure: {prompt: Fix every security issue first., emphasis: {security: 1.0}}
-  fast: {prompt: Make the code faster., emphasis: {efficiency: 1.0}}
-initial: secure
-"""
 
 
 def _rule(when: str = "{metric: drift.rate, above: 1.5}", then: str = "{hold: true}") -> str:

@@ -14,7 +14,6 @@ from steerloop.errors import PolicyError
 from steerloop.policies import (
     Policy,
     available_presets,
-    bounded_yaml,
     load_policy,
     load_preset,
     parse_policy,
@@ -107,15 +106,6 @@ rules:
     when: {metric: drift.rate, below: 0.1}
     then: {switch_to: fast}
 """
-
-
-@pytest.fixture(params=["libyaml", "python"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with libyaml's parser (when PyYAML has it) and with the pure-Python one."""
-    if request.param == "libyaml" and not bounded_yaml.HAVE_LIBYAML:
-        pytest.skip("PyYAML was built without libyaml")
-    monkeypatch.setattr(bounded_yaml, "LIBYAML", request.param == "libyaml")
-    return str(request.param)
 
 
 def _load_error(path: Path) -> PolicyError:

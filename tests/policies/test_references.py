@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from texts import HEAD
 
 from steerloop.errors import PolicyError
 from steerloop.policies import parse_policy, validate_policy
 from steerloop.policies.references import PolicyParts, parts_problems, reference_problems
 from steerloop.policies.schema import Policy, Rule
-
-HEAD = """\
-objectives: [security, efficiency]
-strategies:
-  secure: {prompt: Fix every security issue first., emphasis: {security: 1.0}}
-  fast: {prompt: Make the code faster., emphasis: {efficiency: 1.0}}
-initial: secure
-"""
 
 
 def _issues(text: str) -> list[tuple[int | None, str, str]]:
