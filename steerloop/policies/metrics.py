@@ -1,9 +1,12 @@
-"""The diagnostics namespace: the names a session reports and policy conditions read.
+"""The diagnostics namespace: the metric names a session reports and policy conditions read.
 
-A session's :class:`~steerloop.Decision` carries ``diagnostics``, a flat mapping from these
-names to a float or a string. A value that is missing or not yet estimated is ``None`` (a
-condition on a ``None`` metric is false). Policies are validated against :func:`metric_kinds`,
-so a typo in a rule is a load-time error, not a silent no-op.
+Every decision carries ``diagnostics``, a flat mapping from these names to a float, a string
+or ``None`` (missing or not estimated yet; a comparison on a missing metric is never true).
+Policies are validated against :func:`metric_kinds`, so a typo in a rule is a load-time
+error, not a silent no-op. The names are defined here, in the policies layer, because rules
+are written against them; the controller fills them in (it imports this module, never the
+other way round). ``<o>``, ``<a>``, ``<b>`` are objective names; ``docs/architecture.md``
+says what each estimate is.
 
 =============================  ==========================================================
 name                           meaning
@@ -25,19 +28,29 @@ pool.sessions, .transitions    sessions and effective transitions in the fleet p
 errors.scorer, errors.rule     scorer failures and rule errors so far
 scores.unknown                 score keys that named no objective, so far
 =============================  ==========================================================
+
+Examples
+--------
+>>> kinds = metric_kinds(["security", "efficiency"])
+>>> kinds["drift.rate"], kinds["severity.phase"], kinds["interference.security.efficiency"]
+('number', 'category', 'number')
+>>> CATEGORICAL_VALUES["mode"]
+('direct', 'sequential')
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
     "CATEGORICAL_VALUES",
+    "NUMERIC_METRICS",
+    "OBJECTIVE_METRICS",
+    "STRATEGY_METRICS",
     "DiagnosticValue",
     "Diagnostics",
     "MetricKind",
-    "STRATEGY_METRICS",
     "metric_kinds",
 ]
 
@@ -46,16 +59,17 @@ Diagnostics = Mapping[str, DiagnosticValue]
 MetricKind = Literal["number", "category"]
 
 #: Allowed values of the categorical metrics (``None`` aside); see :data:`STRATEGY_METRICS`.
-CATEGORICAL_VALUES: dict[str, tuple[str, ...]] = {
+CATEGORICAL_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "drift.regime": ("exponential", "oscillatory", "boundary-seeking", "unstable", "unknown"),
     "severity.phase": ("subcritical", "supercritical", "unknown"),
     "mode": ("direct", "sequential"),
 }
 
 #: Categorical metrics whose values are the policy's strategy names.
-STRATEGY_METRICS = ("strategy", "plan.strategy")
+STRATEGY_METRICS: Final[tuple[str, ...]] = ("strategy", "plan.strategy")
 
-_NUMERIC_GLOBAL = (
+#: Numeric metrics that exist whatever the objectives are.
+NUMERIC_METRICS: Final[tuple[str, ...]] = (
     "step",
     "objective.min",
     "progress.stall",
@@ -82,6 +96,9 @@ _NUMERIC_GLOBAL = (
     "scores.unknown",
 )
 
+#: Prefixes of the numeric metrics that exist once per objective (``<prefix>.<objective>``).
+OBJECTIVE_METRICS: Final[tuple[str, ...]] = ("objective", "score", "noise", "drift.equilibrium")
+
 
 def metric_kinds(objectives: Sequence[str]) -> dict[str, MetricKind]:
     """Every diagnostics name for these objectives, with its kind.
@@ -94,11 +111,11 @@ def metric_kinds(objectives: Sequence[str]) -> dict[str, MetricKind]:
     >>> "interference.efficiency.security" in kinds
     True
     """
-    kinds: dict[str, MetricKind] = dict.fromkeys(_NUMERIC_GLOBAL, "number")
+    kinds: dict[str, MetricKind] = dict.fromkeys(NUMERIC_METRICS, "number")
     for name in (*STRATEGY_METRICS, *CATEGORICAL_VALUES):
         kinds[name] = "category"
     for name in objectives:
-        for prefix in ("objective", "score", "noise", "drift.equilibrium"):
+        for prefix in OBJECTIVE_METRICS:
             kinds[f"{prefix}.{name}"] = "number"
     for first in objectives:
         for second in objectives:

@@ -3,22 +3,30 @@
 A policy names the objectives (their order is the vector order), the strategies (a prompt
 and emphasis weights each), estimation settings, the severity source, switching limits,
 optional scorers and the rules. Structural checks live on the models; cross-references
-(strategy and metric names, comparator types) are checked by :func:`reference_problems`,
-which the loader maps back to file positions and :func:`validate_policy` raises for
-policies built in Python.
+(strategy and metric names, comparator types, rendered prompt sizes) are checked by
+:func:`~steerloop.policies.references.reference_problems`, which the loader maps back to file
+positions and :func:`validate_policy` raises for policies built in Python.
 
 Conditions and actions are data. A condition is either a comparison
 ``{metric, above|below|equals|between}`` or one combinator ``all``/``any``/``not``; an
-action is exactly one of ``switch_to``, ``sequential``, ``best_predicted``, ``plan``, ``hold``,
-``alert``. Nothing here is ever evaluated as code.
+action is exactly one of the fields of :class:`Action`. Nothing here is ever evaluated as
+code.
+
+The JSON Schema generated from these models (``steerloop schema``) states every structural
+rule JSON Schema can express, including "exactly one action" and "exactly one comparator"
+(``json_schema_extra`` below; a key whose value is null counts as absent, as it does here).
+It cannot express the cross-references, ``between`` order, unique rule names or the
+rendered prompt size; ``steerloop validate`` checks those.
+
+Adding a field: add it to its model with a ``Field(default, description=...)``; a new
+action is one more optional field of :class:`Action` (its "exactly one" rule, in Python and
+in the JSON Schema, is derived from the field list).
 """
 
 from __future__ import annotations
 
-import difflib
-import string
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,8 +37,12 @@ from pydantic import (
     model_validator,
 )
 
-from steerloop.policies.metrics import CATEGORICAL_VALUES, STRATEGY_METRICS, metric_kinds
-from steerloop.errors import PolicyError, PolicyIssue
+from steerloop.policies.references import reference_problems, validate_policy
+from steerloop.policies.templates import (
+    MAX_TEMPLATE_CHARS,
+    TEMPLATE_PATTERN,
+    parse_template,
+)
 
 __all__ = [
     "Action",
@@ -52,15 +64,33 @@ __all__ = [
     "validate_policy",
 ]
 
-Loc = tuple[str | int, ...]
-_PLACEHOLDERS = frozenset({"objectives", "focus"})
-_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+#: A name of an objective or rule: letters, digits, ``_`` and ``-``, at most 100 characters.
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
     )
+
+
+def _set(key: str) -> dict[str, Any]:
+    """JSON Schema: ``key`` is present with a non-null value."""
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+def _exactly_one(keys: Iterable[str]) -> dict[str, Any]:
+    return {"oneOf": [_set(key) for key in keys]}
+
+
+def _none_of(keys: Iterable[str]) -> dict[str, Any]:
+    return {"not": {"anyOf": [_set(key) for key in keys]}}
+
+
+def _set_fields(model: BaseModel, names: Iterable[str]) -> list[str]:
+    """The names among ``names`` whose value is not None."""
+    return [name for name in names if getattr(model, name) is not None]
 
 
 class Strategy(_Model):
@@ -71,35 +101,31 @@ class Strategy(_Model):
     substituted and ``{{``/``}}`` give literal braces.
     """
 
-    prompt: str = Field(min_length=1, max_length=20_000)
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="the steering prompt; {objectives} and {focus} are filled in",
+        json_schema_extra={"pattern": TEMPLATE_PATTERN},
+    )
     emphasis: dict[str, NonNegativeFloat] = Field(default_factory=dict)
-    description: str = ""
+    description: str = Field("", max_length=2000)
 
     @field_validator("prompt")
     @classmethod
     def _only_known_placeholders(cls, prompt: str) -> str:
-        try:
-            fields = [
-                name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None
-            ]
-        except ValueError as error:
-            raise ValueError(
-                f"prompt is not a valid template ({error}); write {{{{ for a literal {{"
-            ) from None
-        unknown = sorted({name for name in fields if name not in _PLACEHOLDERS})
-        if unknown:
-            raise ValueError(
-                f"prompt uses unknown placeholder(s) {unknown}; only {{objectives}} and {{focus}} "
-                "are filled (write {{ and }} for literal braces)"
-            )
+        parse_template(prompt)
         return prompt
 
     def render(self, objectives: list[str], focus: str | None) -> str:
-        """The prompt with its placeholders filled (plain substitution, no code)."""
-        return self.prompt.format(
-            objectives=", ".join(objectives),
-            focus=focus if focus is not None else ", ".join(objectives),
-        )
+        """The prompt with its placeholders filled (plain substitution, no code).
+
+        Raises
+        ------
+        ValueError
+            The result would be longer than
+            :data:`~steerloop.policies.templates.MAX_PROMPT_CHARS` (a loaded policy never is).
+        """
+        return parse_template(self.prompt).render(objectives, focus)
 
 
 class Estimation(_Model):
@@ -150,6 +176,8 @@ class Estimation(_Model):
 
 class SeveritySource(_Model):
     """Where severity comes from: one objective (optionally inverted) or a scorer's key."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one(("objective", "score")))
 
     objective: str | None = None
     invert: bool = False
@@ -206,7 +234,19 @@ class ScorerSpec(_Model):
 class Condition(_Model):
     """A comparison on one metric, or one combinator over nested conditions."""
 
-    metric: str | None = None
+    COMPARATORS: ClassVar[tuple[str, ...]] = ("above", "below", "equals", "between")
+    COMBINATORS: ClassVar[tuple[str, ...]] = ("all", "any", "not")  # as written ("not_" here)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"allOf": [_set("metric"), _exactly_one(COMPARATORS), _none_of(COMBINATORS)]},
+                {"allOf": [_none_of(["metric"]), _exactly_one(COMBINATORS), _none_of(COMPARATORS)]},
+            ]
+        }
+    )
+
+    metric: str | None = Field(None, max_length=200)
     above: float | None = None
     below: float | None = None
     equals: float | str | bool | None = None
@@ -217,12 +257,8 @@ class Condition(_Model):
 
     @model_validator(mode="after")
     def _well_formed(self) -> Condition:
-        combinators = [name for name in ("all", "any", "not_") if getattr(self, name) is not None]
-        comparators = [
-            name
-            for name in ("above", "below", "equals", "between")
-            if getattr(self, name) is not None
-        ]
+        combinators = _set_fields(self, ("all", "any", "not_"))
+        comparators = _set_fields(self, self.COMPARATORS)
         if self.metric is None:
             if len(combinators) != 1 or comparators:
                 raise ValueError(
@@ -307,8 +343,14 @@ class AlertAction(_Model):
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
+def _one_action_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    schema.update(_exactly_one(info.alias or name for name, info in model.model_fields.items()))
+
+
 class Action(_Model):
-    """Exactly one action."""
+    """Exactly one action: every field is an action, and exactly one is set."""
+
+    model_config = ConfigDict(json_schema_extra=_one_action_schema)
 
     switch_to: str | None = None
     sequential: SequentialAction | None = None
@@ -319,11 +361,10 @@ class Action(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Action:
-        chosen = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        chosen = _set_fields(self, type(self).model_fields)
         if len(chosen) != 1:
             raise ValueError(
-                "an action is exactly one of switch_to, sequential, best_predicted, plan, hold, "
-                "alert; "
+                f"an action is exactly one of {', '.join(type(self).model_fields)}; "
                 f"got {' and '.join(chosen) if chosen else 'none'}"
             )
         return self
@@ -331,29 +372,28 @@ class Action(_Model):
     @property
     def kind(self) -> str:
         """The name of the action that is set."""
-        for name in type(self).model_fields:
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("unreachable: validated to hold one action")
+        return _set_fields(self, type(self).model_fields)[0]
 
 
 class Rule(_Model):
     """When ``when`` holds (after warm-up, outside dwell and cooldown), do ``then``."""
 
-    name: str = Field(pattern=_NAME_PATTERN, max_length=100)
-    priority: int = 0
+    name: Name
+    priority: int = Field(0, ge=-1_000_000_000, le=1_000_000_000)
     when: Condition
     then: Action
     cooldown: int | None = Field(None, ge=0)
-    description: str = ""
+    description: str = Field("", max_length=2000)
 
 
 class Policy(_Model):
     """A complete switching policy."""
 
     version: Literal[1] = 1
-    name: str = ""
-    objectives: list[str] = Field(min_length=1, max_length=64)
+    name: str = Field("", max_length=200)
+    objectives: list[Name] = Field(
+        min_length=1, max_length=64, json_schema_extra={"uniqueItems": True}
+    )
     scorers: list[ScorerSpec] = Field(default_factory=list)
     strategies: dict[str, Strategy] = Field(min_length=1)
     initial: str
@@ -368,12 +408,7 @@ class Policy(_Model):
 
     @field_validator("objectives")
     @classmethod
-    def _objective_names(cls, objectives: list[str]) -> list[str]:
-        import re
-
-        for name in objectives:
-            if not re.match(_NAME_PATTERN, name):
-                raise ValueError(f"objective name {name!r} must match {_NAME_PATTERN}")
+    def _unique_objectives(cls, objectives: list[str]) -> list[str]:
         if len(set(objectives)) != len(objectives):
             raise ValueError(f"objective names must be unique, got {objectives}")
         return objectives
@@ -382,138 +417,3 @@ class Policy(_Model):
     def rules_by_priority(self) -> list[Rule]:
         """Rules sorted by descending priority; ties keep file order."""
         return sorted(self.rules, key=lambda rule: -rule.priority)
-
-
-def _walk_conditions(condition: Condition, loc: Loc) -> Iterator[tuple[Condition, Loc]]:
-    yield condition, loc
-    for name in ("all", "any"):
-        children = getattr(condition, name)
-        if children is not None:
-            for index, child in enumerate(children):
-                yield from _walk_conditions(child, (*loc, name, index))
-    if condition.not_ is not None:
-        yield from _walk_conditions(condition.not_, (*loc, "not"))
-
-
-def reference_problems(policy: Policy) -> list[tuple[Loc, str]]:
-    """Cross-reference problems: unknown strategies, objectives and metrics, bad comparators.
-
-    Returns ``(location, message)`` pairs; locations are paths into the policy document
-    (``("rules", 2, "when", "metric")``) so a loader can point at the line.
-    """
-    problems: list[tuple[Loc, str]] = []
-    objectives = list(policy.objectives)
-    known_objectives = set(objectives)
-    strategies = set(policy.strategies)
-    kinds = metric_kinds(objectives)
-
-    def need_strategy(name: str, loc: Loc) -> None:
-        if name not in strategies:
-            problems.append((loc, f"unknown strategy {name!r}; defined: {sorted(strategies)}"))
-
-    def need_objective(name: str, loc: Loc) -> None:
-        if name not in known_objectives:
-            problems.append((loc, f"unknown objective {name!r}; objectives: {objectives}"))
-
-    need_strategy(policy.initial, ("initial",))
-    for strategy_name, strategy in policy.strategies.items():
-        for objective in strategy.emphasis:
-            need_objective(objective, ("strategies", strategy_name, "emphasis", objective))
-    source = policy.severity.source
-    if source is not None and source.objective is not None:
-        need_objective(source.objective, ("severity", "from", "objective"))
-
-    seen_rules: set[str] = set()
-    for index, rule in enumerate(policy.rules):
-        base: Loc = ("rules", index)
-        if rule.name in seen_rules:
-            problems.append(((*base, "name"), f"duplicate rule name {rule.name!r}"))
-        seen_rules.add(rule.name)
-        for condition, loc in _walk_conditions(rule.when, (*base, "when")):
-            if condition.metric is None:
-                continue
-            kind = kinds.get(condition.metric)
-            if kind is None:
-                close = difflib.get_close_matches(condition.metric, list(kinds), n=3)
-                if not close:
-                    prefix = condition.metric.split(".")[0]
-                    close = sorted(name for name in kinds if name.split(".")[0] == prefix)[:8]
-                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-                problems.append(((*loc, "metric"), f"unknown metric {condition.metric!r}{hint}"))
-                continue
-            if kind == "category":
-                if condition.equals is None:
-                    problems.append(
-                        (
-                            (*loc, "metric"),
-                            f"metric {condition.metric!r} is a category; compare it with 'equals'",
-                        )
-                    )
-                    continue
-                allowed = (
-                    tuple(sorted(strategies))
-                    if condition.metric in STRATEGY_METRICS
-                    else CATEGORICAL_VALUES[condition.metric]
-                )
-                if condition.equals not in allowed:
-                    problems.append(
-                        (
-                            (*loc, "equals"),
-                            f"{condition.metric} is never {condition.equals!r}; "
-                            f"values: {list(allowed)}",
-                        )
-                    )
-            elif isinstance(condition.equals, (str, bool)):
-                problems.append(
-                    (
-                        (*loc, "equals"),
-                        f"metric {condition.metric!r} is a number; compare with a number",
-                    )
-                )
-        action = rule.then
-        if action.switch_to is not None:
-            need_strategy(action.switch_to, (*base, "then", "switch_to"))
-        if action.sequential is not None:
-            order = action.sequential.order
-            if order != "auto":
-                for position, objective in enumerate(order):
-                    need_objective(objective, (*base, "then", "sequential", "order", position))
-            for objective in (
-                objectives if order == "auto" else [o for o in order if o in known_objectives]
-            ):
-                if not any(
-                    strategy.emphasis.get(objective, 0.0) > 0
-                    for strategy in policy.strategies.values()
-                ):
-                    problems.append(
-                        (
-                            (*base, "then", "sequential"),
-                            f"no strategy emphasises objective {objective!r}, "
-                            "so sequential mode cannot focus it",
-                        )
-                    )
-        for kind in ("best_predicted", "plan"):
-            chosen = getattr(action, kind)
-            if chosen is not None:
-                for objective in chosen.weights:
-                    need_objective(objective, (*base, "then", kind, "weights", objective))
-    return problems
-
-
-def validate_policy(policy: Policy, *, file: str = "<policy>") -> Policy:
-    """Raise :class:`PolicyError` listing every cross-reference problem; return the policy."""
-    problems = reference_problems(policy)
-    if problems:
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    file=file,
-                    line=None,
-                    column=None,
-                    field=".".join(str(p) for p in loc),
-                    message=msg,
-                )
-                for loc, msg in problems
-            ]
-        )
-    return policy
