@@ -20,11 +20,11 @@ from steerloop.analysis.trajectory import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TrajectoryArrays,
-    TrajectoryFormatError,
     TrajectoryHeader,
     TrajectoryLog,
     TrajectoryRecord,
     TrajectoryRecorder,
+    _moved,
     iter_jsonl,
     read_jsonl,
     write_jsonl,
@@ -39,7 +39,6 @@ __all__ = [
     "SeverityFit",
     "StrategyFit",
     "TrajectoryArrays",
-    "TrajectoryFormatError",
     "TrajectoryHeader",
     "TrajectoryLog",
     "TrajectoryRecord",
@@ -52,3 +51,7 @@ __all__ = [
     "read_jsonl",
     "write_jsonl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return _moved(name, __name__)

@@ -29,7 +29,7 @@ line is one step of one session::
   measured by a dedicated scorer; when absent, analysis uses s = 1 − min_i score_i.
 
 Any other key on a line is an error (typos should not pass silently). Readers report the line
-number of the first bad line (:class:`TrajectoryFormatError`).
+number of the first bad line (:class:`steerloop.errors.TrajectoryFormatError`).
 
 Writing
 -------
@@ -57,6 +57,7 @@ import io
 import json
 import math
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,12 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from steerloop.errors import SteerloopError
+from steerloop.errors import TrajectoryFormatError as _FormatError
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "TrajectoryArrays",
-    "TrajectoryFormatError",
     "TrajectoryHeader",
     "TrajectoryLog",
     "TrajectoryRecord",
@@ -90,25 +90,25 @@ IntArray = NDArray[np.intp]
 Source = str | Path | IO[str]
 
 
-class TrajectoryFormatError(SteerloopError, ValueError):
-    """A trajectory file is malformed.
+def _moved(name: str, module: str) -> Any:
+    """Resolve names that moved away from ``module`` (with a DeprecationWarning).
 
-    Attributes
-    ----------
-    source : str
-        File name (or ``"<stream>"``).
-    line : int | None
-        1-based line number of the offending line, if known.
-    detail : str
-        What is wrong and how to fix it.
+    ``TrajectoryFormatError`` lives in :mod:`steerloop.errors` since 0.2; importing it from
+    :mod:`steerloop.analysis` or this module still works and warns.
     """
+    if name == "TrajectoryFormatError":
+        warnings.warn(
+            f"importing TrajectoryFormatError from {module} is deprecated; "
+            "import it from steerloop.errors",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _FormatError
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
-    def __init__(self, source: str, line: int | None, detail: str) -> None:
-        self.source = source
-        self.line = line
-        self.detail = detail
-        where = source if line is None else f"{source}:{line}"
-        super().__init__(f"{where}: {detail}")
+
+def __getattr__(name: str) -> Any:
+    return _moved(name, __name__)
 
 
 class _Model(BaseModel):
@@ -181,9 +181,9 @@ def _parse_header(name: str, number: int, line: str) -> TrajectoryHeader:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
-        raise TrajectoryFormatError(name, number, f"not valid JSON ({error.msg})") from None
+        raise _FormatError(name, number, f"not valid JSON ({error.msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise TrajectoryFormatError(
+        raise _FormatError(
             name,
             number,
             f'the first line must be the header {{"format": "{FORMAT_NAME}", "version": 1, '
@@ -192,7 +192,7 @@ def _parse_header(name: str, number: int, line: str) -> TrajectoryHeader:
     try:
         return TrajectoryHeader.model_validate(data)
     except ValidationError as error:
-        raise TrajectoryFormatError(name, number, f"bad header: {_first_error(error)}") from None
+        raise _FormatError(name, number, f"bad header: {_first_error(error)}") from None
 
 
 def _parse_record(
@@ -202,11 +202,11 @@ def _parse_record(
         record = TrajectoryRecord.model_validate_json(line)
     except ValidationError as error:
         if error.errors()[0]["type"] == "json_invalid":
-            raise TrajectoryFormatError(name, number, "not valid JSON") from None
-        raise TrajectoryFormatError(name, number, _first_error(error)) from None
+            raise _FormatError(name, number, "not valid JSON") from None
+        raise _FormatError(name, number, _first_error(error)) from None
     unknown = [key for key in record.scores if key not in objectives]
     if unknown:
-        raise TrajectoryFormatError(
+        raise _FormatError(
             name,
             number,
             f"scores has unknown objective(s) {unknown}; the header declares {sorted(objectives)}",
@@ -224,7 +224,7 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
 
     Raises
     ------
-    TrajectoryFormatError
+    steerloop.errors.TrajectoryFormatError
         On the first malformed line, with its line number; on an empty file.
     """
     name = _source_name(source)
@@ -232,7 +232,7 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
         try:
             handle: IO[str] = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as error:
-            raise TrajectoryFormatError(name, None, f"cannot open: {error.strerror}") from None
+            raise _FormatError(name, None, f"cannot open: {error.strerror}") from None
         owned = True
     else:
         handle, owned = source, False
@@ -240,7 +240,7 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
         lines = _iter_lines(handle)
         first = next(lines, None)
         if first is None:
-            raise TrajectoryFormatError(name, None, "empty file: expected a header line")
+            raise _FormatError(name, None, "empty file: expected a header line")
         header = _parse_header(name, *first)
         yield header
         objectives = frozenset(header.objectives)
@@ -248,7 +248,7 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
             for number, line in lines:
                 yield _parse_record(name, number, line, objectives)
         except UnicodeDecodeError as error:
-            raise TrajectoryFormatError(name, None, f"not UTF-8 text ({error.reason})") from None
+            raise _FormatError(name, None, f"not UTF-8 text ({error.reason})") from None
     finally:
         if owned:
             handle.close()

@@ -717,7 +717,8 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
 def run_analyze(args: argparse.Namespace) -> int:
     """Fit a trajectory file offline and print (or dump) the report."""
     from steerloop.analysis.fit import fit_trajectories
-    from steerloop.analysis.trajectory import TrajectoryArrays, TrajectoryFormatError, read_jsonl
+    from steerloop.analysis.trajectory import TrajectoryArrays, read_jsonl
+    from steerloop.errors import TrajectoryFormatError
 
     try:
         log = read_jsonl(args.file)

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from steerloop.analysis import (
     TrajectoryArrays,
-    TrajectoryFormatError,
     TrajectoryHeader,
     TrajectoryRecord,
     TrajectoryRecorder,
@@ -23,6 +22,7 @@ from steerloop.analysis import (
     read_jsonl,
     write_jsonl,
 )
+from steerloop.errors import TrajectoryFormatError
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
 HEADER = json.dumps({"format": "steerloop.trajectories", "version": 1, "objectives": ["a", "b"]})
@@ -178,3 +178,16 @@ def test_arrays_shapes_are_checked() -> None:
             scores=np.zeros((2, 2)),
             severity=np.zeros(2),
         )
+
+
+def test_trajectory_format_error_moved_to_errors_with_deprecated_old_paths() -> None:
+    import steerloop.analysis
+    import steerloop.analysis.trajectory
+
+    for module in (steerloop.analysis, steerloop.analysis.trajectory):
+        with pytest.warns(DeprecationWarning, match="import it from steerloop.errors"):
+            old = module.TrajectoryFormatError  # type: ignore[attr-defined]
+        assert old is TrajectoryFormatError
+    assert issubclass(TrajectoryFormatError, ValueError)
+    with pytest.raises(AttributeError):
+        _ = steerloop.analysis.no_such_name  # type: ignore[attr-defined]
