@@ -15,7 +15,8 @@ The demo has three parts, each built in one place so that it is easy to extend:
    in ``timeline.jsonl`` (``steerloop plot DIR/timeline.jsonl --session paper/0000``).
 
 With two workers the ``paper`` preset runs in a forked process (:class:`_Offload`) while this
-process runs the rest; every policy seeds its own generator, so the split changes no number.
+process runs the rest and draws the analysis plots; every policy seeds its own generator, so
+the split changes no number.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import io
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,8 +241,14 @@ class _Comparison:
     records: list[str] = field(default_factory=list)
 
 
-def _compare(env: Environment, args: argparse.Namespace, show: bool) -> _Comparison:
-    """Run :func:`demo_policies` (one preset in a forked worker when asked)."""
+def _compare(
+    env: Environment,
+    args: argparse.Namespace,
+    show: bool,
+    while_waiting: Callable[[], None] = lambda: None,
+) -> _Comparison:
+    """Run :func:`demo_policies` (one preset in a forked worker when asked); call
+    ``while_waiting`` after the local runs, before waiting for the worker."""
     from steerloop.simulate.experiment import run_experiment
 
     policies = demo_policies()
@@ -268,6 +276,7 @@ def _compare(env: Environment, args: argparse.Namespace, show: bool) -> _Compari
                     record_sessions=TIMELINE_SESSIONS,
                 )
             ]
+            while_waiting()
             more, lines = offload.results(bar)
         finally:
             offload.stop()
@@ -310,22 +319,24 @@ def _timeline(out: Path, env: Environment, comparison: _Comparison) -> list[Path
     return [png, jsonl]
 
 
-def _write_plots(
-    args: argparse.Namespace,
-    env: Environment,
-    analysis: AnalysisReport,
-    data: TrajectoryArrays,
-    comparison: _Comparison,
-) -> list[Path]:
-    from steerloop.analysis.plots import write_plots
+@dataclass
+class _Plots:
+    """The PNG files written so far, or why they were not (a missing extra is no failure)."""
 
-    paths = write_plots(
-        analysis,
-        data,
-        args.out,
-        reference_rates={"efficiency_focused": 0.33, "feature_focused": 1.29},
-    )
-    return paths + _timeline(args.out, env, comparison)
+    paths: list[Path] = field(default_factory=list)
+    error: str | None = None
+    failed: bool = False
+
+    def draw(self, out: Path, make: Callable[[], list[Path]]) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.paths += make()
+        except ImportError as problem:  # the plot extra is missing: say so, still succeed
+            self.error = str(problem)
+        except OSError as problem:
+            self.error = f"cannot write plots to {out}: {problem.strerror}"
+            self.failed = True
 
 
 def _print_text(
@@ -376,22 +387,20 @@ def _run(args: argparse.Namespace) -> int:
     show = not (args.quiet or args.json)
     env = paper_environment()
     data, analysis, table = _reproduce_paper(env, args)
+    plots = _Plots()
+
+    def analysis_plots() -> None:  # drawn while the worker runs its preset
+        from steerloop.analysis.plots import write_plots
+
+        rates = {"efficiency_focused": 0.33, "feature_focused": 1.29}
+        plots.draw(args.out, lambda: write_plots(analysis, data, args.out, reference_rates=rates))
+
     try:
-        comparison = _compare(env, args, show)
+        comparison = _compare(env, args, show, analysis_plots if _plots(args) else lambda: None)
     except RuntimeError as problem:
         return error("demo", str(problem))
-    plots: list[Path] = []
-    plot_error: str | None = None
-    plot_failed = False
     if _plots(args):
-        try:
-            with ProgressBar(1, "drawing plots", enabled=show):
-                plots = _write_plots(args, env, analysis, data, comparison)
-        except ImportError as problem:  # the plot extra is missing: say so, still succeed
-            plot_error = str(problem)
-        except OSError as problem:
-            plot_error = f"cannot write plots to {args.out}: {problem.strerror}"
-            plot_failed = True
+        plots.draw(args.out, lambda: _timeline(args.out, env, comparison))
     elapsed = time.perf_counter() - started
     if args.json:
         dump_json(
@@ -399,14 +408,14 @@ def _run(args: argparse.Namespace) -> int:
                 "paper_table": table,
                 "analysis": analysis.model_dump(mode="json"),
                 "experiment": comparison.experiment.model_dump(mode="json"),
-                "plots": [str(p) for p in plots],
-                "plot_error": plot_error,
+                "plots": [str(p) for p in plots.paths],
+                "plot_error": plots.error,
                 "seconds": elapsed,
             }
         )
     else:
-        _print_text(args, table, comparison.experiment, plots, plot_error, elapsed)
-    return 1 if plot_failed else 0
+        _print_text(args, table, comparison.experiment, plots.paths, plots.error, elapsed)
+    return 1 if plots.failed else 0
 
 
 COMMAND = Command(
