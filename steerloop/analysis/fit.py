@@ -67,6 +67,7 @@ from steerloop.controller.drift import EQUILIBRIUM_MAX_CONDITION
 from steerloop.controller.spectrum import analyze_spectrum
 
 __all__ = [
+    "MIN_INTERFERENCE_INCREMENTS",
     "MIN_SEVERITY_TRANSITIONS",
     "RELIABLE_TRANSITIONS_PER_REGRESSOR",
     "REPORT_VERSION",
@@ -89,6 +90,9 @@ REPORT_VERSION = 1
 #: A drift fit with fewer than this many transitions per regressor (d + 1 of them) is reported
 #: with a note: its rate, regime and R² are rough.
 RELIABLE_TRANSITIONS_PER_REGRESSOR = 10
+#: A pooled interference matrix from fewer increments is reported with a warning (the 95 %
+#: interval of a correlation near 0 is then wider than ±0.36).
+MIN_INTERFERENCE_INCREMENTS = 30
 
 
 class _Model(BaseModel):
@@ -178,7 +182,6 @@ def fit_drift(x: FloatArray, z: FloatArray, *, dt: float = 1.0) -> DriftFit:
         equilibrium = (-np.linalg.solve(a, b)).tolist()
     full_rank = bool(rank == d + 1)
     return DriftFit(
-        gram_inverse=np.linalg.inv(phi.T @ phi).tolist() if full_rank else None,
         transitions=n,
         A=a.tolist(),
         b=b.tolist(),
@@ -187,6 +190,7 @@ def fit_drift(x: FloatArray, z: FloatArray, *, dt: float = 1.0) -> DriftFit:
         r2_by_objective=[_num(float(v)) for v in r2_i],
         equilibrium=equilibrium,
         rank_deficient=not full_rank,
+        gram_inverse=np.linalg.inv(phi.T @ phi).tolist() if full_rank else None,
     )
 
 
@@ -278,7 +282,7 @@ class AnalysisReport(_Model):
         lines = [
             f"strategy {fit.strategy}: {fit.note}" for fit in self.strategies.values() if fit.note
         ]
-        if self.interference is not None and self.transitions < MIN_SEVERITY_TRANSITIONS:
+        if self.interference is not None and self.transitions < MIN_INTERFERENCE_INCREMENTS:
             lines.append(
                 f"interference: only {self.transitions} increments; the correlations are rough"
             )

@@ -98,7 +98,7 @@ class TrajectoryRecorder:
         rule: str | None = None,
         switched: bool | None = None,
     ) -> None:
-        """Append one step (fields as in the module docstring).
+        """Append one step (the fields of :mod:`steerloop.analysis.trajectory`).
 
         Non-finite scores and filtered values are written as ``null`` (missing).
         """

@@ -106,8 +106,8 @@ def _moved(name: str, module: str) -> Any:
     """Resolve names that moved away from ``module``.
 
     ``TrajectoryRecorder`` lives in :mod:`steerloop.analysis.recorder` and is still importable
-    from here (no warning). ``TrajectoryFormatError`` lives in :mod:`steerloop.errors` since
-    0.2; importing it from :mod:`steerloop.analysis` or this module still works and warns.
+    from here (no warning). ``TrajectoryFormatError`` moved to :mod:`steerloop.errors`;
+    importing it from :mod:`steerloop.analysis` or this module still works and warns.
     """
     if name == "TrajectoryRecorder":
         from steerloop.analysis.recorder import TrajectoryRecorder
