@@ -96,6 +96,10 @@ EXPECTED_KEYS: tuple[str, ...] = (
     "throughput.vectorised_sessions",
     "demo.available",
     "demo.wall_s",
+    "help.cpu_s",
+    "help.cpu_max_s",
+    "help.wall_s",
+    "help.command",
     "snapshot.bytes",
     "snapshot.strategies",
     "snapshot.breakdown",
@@ -130,6 +134,7 @@ GOALS: tuple[Goal, ...] = (
     Goal("throughput (vectorised / per-session)", "throughput.ratio", 10.0, ">=", "×"),
     Goal("JSON snapshot per session, d=3", "snapshot.bytes", 4096.0, "<=", "B"),
     Goal("RSS, 10,000 live sessions", "rss.total_mb", 300.0, "<=", "MB"),
+    Goal("`steerloop --help` CPU time", "help.cpu_s", 0.2, "<=", "s"),
 )
 
 
@@ -150,6 +155,7 @@ class Config:
     tp_sessions: int
     rss_sessions: int
     demo_runs: int
+    help_runs: int
 
 
 def make_config(quick: bool) -> Config:
@@ -168,6 +174,7 @@ def make_config(quick: bool) -> Config:
             tp_sessions=2_000,
             rss_sessions=10_000,
             demo_runs=1,
+            help_runs=3,
         )
     return Config(
         quick=False,
@@ -183,6 +190,7 @@ def make_config(quick: bool) -> Config:
         tp_sessions=10_000,
         rss_sessions=10_000,
         demo_runs=3,
+        help_runs=15,
     )
 
 
@@ -636,6 +644,44 @@ def measure_demo(config: Config) -> dict[str, Any]:
     return {"available": True, "wall_s": median(walls), "note": f"median of {len(walls)} runs"}
 
 
+# ----------------------------------------------------------------------------- --help
+
+
+def help_command() -> list[str]:
+    """The installed ``steerloop`` script next to this interpreter, else ``python -m steerloop``."""
+    script = Path(sys.executable).with_name("steerloop")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "steerloop"]
+
+
+def measure_help(config: Config) -> dict[str, Any]:
+    """CPU time (user + system) of ``steerloop --help`` in a fresh process, imports included.
+
+    Measured with ``resource.getrusage(RUSAGE_CHILDREN)`` around each run: the CPU the child
+    used, not the wall time, so other jobs on the machine do not count.
+    """
+    import resource
+
+    command = [*help_command(), "--help"]
+    cpus: list[float] = []
+    walls: list[float] = []
+    for _ in range(config.help_runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            return {"cpu_s": None, "cpu_max_s": None, "wall_s": None, "command": command[0]}
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {
+        "cpu_s": median(cpus),
+        "cpu_max_s": max(cpus),
+        "wall_s": median(walls),
+        "command": " ".join(Path(part).name for part in command),
+        "runs": len(cpus),
+    }
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -803,6 +849,8 @@ def run_all(config: Config, *, progress: Callable[[str], None] | None = None) ->
     results["throughput"] = measure_throughput(config)
     say("steerloop demo")
     results["demo"] = measure_demo(config)
+    say("steerloop --help")
+    results["help"] = measure_help(config)
     say("snapshot size")
     results["snapshot"] = measure_snapshot()
     say(f"RSS of {config.rss_sessions} sessions (subprocess)")
@@ -946,6 +994,17 @@ def table_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
             "",
             demo.get("note", ""),
             "info",
+        )
+    )
+    cli_help = results["help"]
+    rows.append(
+        (
+            "`steerloop --help` CPU time (user + system, fresh process)",
+            f"{_fmt(cli_help['cpu_s'])} s",
+            "",
+            f"median of {cli_help.get('runs', 0)} runs of `{cli_help['command']}`, max "
+            f"{_fmt(cli_help['cpu_max_s'])} s, wall {_fmt(cli_help['wall_s'])} s",
+            goal_status["help.cpu_s"],
         )
     )
     snap = results["snapshot"]

@@ -6,35 +6,57 @@
 2. Sequential (one objective at a time) vs simultaneous (adaptive_integration) optimisation on
    an environment whose objectives interfere with strength kappa (paper 1, appendix B.3).
 
-Run: python examples/simulate_paper.py
+A progress bar shows on a terminal when the cli extra (rich) is installed; it stays silent when
+the output is redirected, or with --quiet.
+
+Run: python examples/simulate_paper.py [--quiet]
 """
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from steerloop.analysis import fit_trajectories
-from steerloop.simulate import PAPER_STRATEGIES, paper_environment, rollout_arrays
-from steerloop.simulate.commands import paper_table
-from steerloop.simulate.experiment import sequential_vs_simultaneous
+from steerloop.cli.progress import ProgressBar
+from steerloop.simulate import (
+    PAPER_STRATEGIES,
+    paper_environment,
+    paper_table,
+    rollout_arrays,
+    sequential_vs_simultaneous,
+)
+
+STRENGTHS = (0.0, 0.25, 0.45)
+SESSIONS, STEPS = 40, 50
 
 
 def main() -> None:
-    data = rollout_arrays(
-        paper_environment(),
-        PAPER_STRATEGIES,
-        sessions=100,
-        steps=50,
-        rng=np.random.default_rng(0),
-    )
-    report = fit_trajectories(data)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    quiet = parser.parse_args().quiet
+
+    with ProgressBar(1, "paper table", enabled=not quiet):
+        data = rollout_arrays(
+            paper_environment(),
+            PAPER_STRATEGIES,
+            sessions=100,
+            steps=STEPS,
+            rng=np.random.default_rng(0),
+        )
+        report = fit_trajectories(data)
     print(f"{'figure':40s} {'paper':>18s}  reproduced")
     for row in paper_table(report):
         mark = "" if row["ok"] else "   (outside tolerance)"
         print(f"{row['figure']:40s} {row['paper']:>18s}  {row['reproduced']}{mark}")
 
-    print("\nOpen question 3: sequential vs simultaneous (40 sessions x 50 steps per cell)")
-    study = sequential_vs_simultaneous(strengths=(0.0, 0.25, 0.45), sessions=40, steps=50)
+    print(f"\nOpen question 3: sequential vs simultaneous ({SESSIONS} sessions x {STEPS} steps)")
+    total = len(STRENGTHS) * 2 * STEPS  # two policies per strength, one call per step
+    with ProgressBar(total, "open question 3", enabled=not quiet) as bar:
+        study = sequential_vs_simultaneous(
+            strengths=STRENGTHS, sessions=SESSIONS, steps=STEPS, progress=bar.step_callback()
+        )
     print(
         f"{'kappa':>5s} {'policy':12s} {'worst objective':>15s} {'hypervolume':>11s} "
         f"{'end>=0.7':>8s}"

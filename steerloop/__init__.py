@@ -10,9 +10,9 @@ interference and a severity process, and switches the strategy prompt by a YAML 
 True
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from steerloop.controller import Controller, Decision, FleetPool, Session, SessionState
 from steerloop.errors import (
     NotReadyError,
     NumericalError,
@@ -24,13 +24,51 @@ from steerloop.errors import (
     SteerloopError,
     StoreError,
 )
-from steerloop.policies.loader import load_policy, load_preset
-from steerloop.policies.schema import Policy
 
-try:
-    __version__ = version("steerloop")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+if TYPE_CHECKING:
+    from steerloop.controller import Controller, Decision, FleetPool, Session, SessionState
+    from steerloop.policies.loader import load_policy, load_preset
+    from steerloop.policies.schema import Policy
+
+    __version__: str
+
+# The controller, numpy and pydantic load on first use of a name below (PEP 562), so that
+# `import steerloop` and `steerloop --help` stay cheap.
+_LAZY = {
+    "Controller": "steerloop.controller",
+    "Decision": "steerloop.controller",
+    "FleetPool": "steerloop.controller",
+    "Session": "steerloop.controller",
+    "SessionState": "steerloop.controller",
+    "load_policy": "steerloop.policies.loader",
+    "load_preset": "steerloop.policies.loader",
+    "Policy": "steerloop.policies.schema",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("steerloop")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module 'steerloop' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Controller",

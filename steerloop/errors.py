@@ -11,6 +11,8 @@ caller needs to react without parsing the message::
     ├── ScorerError      a scorer could not be built, or failed in strict mode (scorer, reason)
     ├── SnapshotVersionError  a session snapshot has a schema version this release cannot
     │                    read (found, supported)
+    ├── TrajectoryFormatError  a trajectory (JSONL) file is malformed (source, line, detail);
+    │                    also a ValueError
     └── StoreError       a session state store failed (store, key, reason)
         └── StoreConflictError   a compare-and-set lost to another writer (expected, actual,
                                  attempts); defined in :mod:`steerloop.stores.base`
@@ -37,6 +39,7 @@ __all__ = [
     "SnapshotVersionError",
     "SteerloopError",
     "StoreError",
+    "TrajectoryFormatError",
 ]
 
 
@@ -175,6 +178,27 @@ class StoreError(SteerloopError):
         self.key = key
         self.reason = reason
         super().__init__(f"{store} store, key {key!r}: {reason}")
+
+
+class TrajectoryFormatError(SteerloopError, ValueError):
+    """A trajectory file (:mod:`steerloop.analysis.trajectory`) is malformed.
+
+    Attributes
+    ----------
+    source : str
+        File name (or ``"<stream>"``).
+    line : int | None
+        1-based line number of the offending line, if known.
+    detail : str
+        What is wrong and how to fix it.
+    """
+
+    def __init__(self, source: str, line: int | None, detail: str) -> None:
+        self.source = source
+        self.line = line
+        self.detail = detail
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {detail}")
 
 
 class ScoreWarning(UserWarning):

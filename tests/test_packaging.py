@@ -44,11 +44,18 @@ PUBLIC_MODULES = [
     "steerloop.telemetry.metrics",
     "steerloop.telemetry.events",
     "steerloop.simulate",
-    "steerloop.simulate.commands",
+    "steerloop.simulate.generated",
+    "steerloop.simulate.sequential",
     "steerloop.analysis",
     "steerloop.analysis.plots",
+    "steerloop.analysis.recorder",
+    "steerloop.analysis.severity",
+    "steerloop.analysis.timeline",
+    "steerloop.analysis.uncertainty",
     "steerloop.stores",
     "steerloop.cli",
+    "steerloop.cli.progress",
+    "steerloop.cli.output",
 ]
 
 

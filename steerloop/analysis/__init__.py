@@ -1,8 +1,10 @@
 """Offline analysis of logged loops: the JSONL trajectory format and the papers' batch fit.
 
-See :mod:`steerloop.analysis.trajectory` for the file format and
-:mod:`steerloop.analysis.fit` for what :func:`fit_trajectories` computes. Plots live in
-:mod:`steerloop.analysis.plots` (extra ``plot``).
+See :mod:`steerloop.analysis.trajectory` for the file format,
+:mod:`steerloop.analysis.recorder` for recording a live loop, :mod:`steerloop.analysis.fit`
+for what :func:`fit_trajectories` computes (with :mod:`~steerloop.analysis.severity` and
+:mod:`~steerloop.analysis.uncertainty`). Plots live in :mod:`steerloop.analysis.plots` and
+:mod:`steerloop.analysis.timeline` (extra ``plot``).
 """
 
 from steerloop.analysis.fit import (
@@ -16,15 +18,15 @@ from steerloop.analysis.fit import (
     fit_trajectories,
     increment_correlation,
 )
+from steerloop.analysis.recorder import TrajectoryRecorder
 from steerloop.analysis.trajectory import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TrajectoryArrays,
-    TrajectoryFormatError,
     TrajectoryHeader,
     TrajectoryLog,
     TrajectoryRecord,
-    TrajectoryRecorder,
+    _moved,
     iter_jsonl,
     read_jsonl,
     write_jsonl,
@@ -39,7 +41,6 @@ __all__ = [
     "SeverityFit",
     "StrategyFit",
     "TrajectoryArrays",
-    "TrajectoryFormatError",
     "TrajectoryHeader",
     "TrajectoryLog",
     "TrajectoryRecord",
@@ -52,3 +53,7 @@ __all__ = [
     "read_jsonl",
     "write_jsonl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return _moved(name, __name__)

@@ -27,13 +27,14 @@ offline).
 **Interference (paper 1, §4.4).** I_ij = Corr(Δy_i, Δy_j), the plain (λ = 1) correlation of
 the increments of all transitions, pooled over strategies and per strategy.
 
+**Uncertainty.** Each strategy's rate carries a delta-method standard error
+(:mod:`steerloop.analysis.uncertainty`); fits with fewer than
+:data:`RELIABLE_TRANSITIONS_PER_REGRESSOR` transitions per regressor carry a ``note``, and
+:meth:`AnalysisReport.warnings` lists every such caveat in one place.
+
 **Severity (paper 2).** s_t is the record's severity when every record of the data carries
-one, else s_t = 1 − min_i y_{t,i}. Least squares on the Euler form
-Δs/Δt = α s(1−s) − β s² + γ + e, i.e. regressors φ(s) = [s(1−s), −s², 1]; Cov(θ̂) = σ̂_e²
-(ΦᵀΦ)⁻¹ gives se(α̂ − β̂), and the phase follows
-:func:`steerloop.estimators.severity.phase` (supercritical iff α̂ − β̂ > margin + 1.645 se).
-The diffusion σ(s) = σ₀ + σ₁ s is fitted by least squares of |e| √Δt √(π/2) on [1, s] (its
-mean is σ(s) for Gaussian noise), floored like the online model.
+one, else s_t = 1 − min_i y_{t,i}; :func:`~steerloop.analysis.severity.fit_severity` fits the
+severity SDE pooled over strategies and per strategy (:mod:`steerloop.analysis.severity`).
 
 Examples
 --------
@@ -53,19 +54,22 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from steerloop.analysis.severity import MIN_SEVERITY_TRANSITIONS, SeverityFit, fit_severity
 from steerloop.analysis.trajectory import TrajectoryArrays, TrajectoryLog, TrajectoryRecord
+from steerloop.analysis.uncertainty import rate_stderr
 from steerloop.estimators.drift import EQUILIBRIUM_MAX_CONDITION
-from steerloop.estimators.severity import PHASE_Z, SIGMA_FLOOR
-from steerloop.estimators.severity import phase as severity_phase
 from steerloop.estimators.spectrum import analyze_spectrum
 
 __all__ = [
+    "MIN_INTERFERENCE_INCREMENTS",
+    "MIN_SEVERITY_TRANSITIONS",
+    "RELIABLE_TRANSITIONS_PER_REGRESSOR",
     "REPORT_VERSION",
     "AnalysisReport",
     "DriftFit",
@@ -82,7 +86,13 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 REPORT_VERSION = 1
-_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
+
+#: A drift fit with fewer than this many transitions per regressor (d + 1 of them) is reported
+#: with a note: its rate, regime and R² are rough.
+RELIABLE_TRANSITIONS_PER_REGRESSOR = 10
+#: A pooled interference matrix from fewer increments is reported with a warning (the 95 %
+#: interval of a correlation near 0 is then wider than ±0.36).
+MIN_INTERFERENCE_INCREMENTS = 30
 
 
 class _Model(BaseModel):
@@ -118,6 +128,9 @@ class DriftFit(_Model):
     rank_deficient : bool
         True when the regressors [y, 1] do not span d + 1 dimensions (a pinned or collinear
         objective): A is then the minimum-norm solution and its spectrum is not meaningful.
+    gram_inverse : matrix (d + 1, d + 1) | None
+        (ΦᵀΦ)⁻¹ of the regressors [y, 1] (None when rank deficient): with the residual
+        covariance S = diffusion / Δt, Cov(Θ̂) = (ΦᵀΦ)⁻¹ ⊗ S.
     """
 
     transitions: int
@@ -128,6 +141,7 @@ class DriftFit(_Model):
     r2_by_objective: list[float | None]
     equilibrium: list[float] | None
     rank_deficient: bool
+    gram_inverse: list[list[float]] | None = None
 
 
 def fit_drift(x: FloatArray, z: FloatArray, *, dt: float = 1.0) -> DriftFit:
@@ -166,6 +180,7 @@ def fit_drift(x: FloatArray, z: FloatArray, *, dt: float = 1.0) -> DriftFit:
     equilibrium: list[float] | None = None
     if np.isfinite(a).all() and np.linalg.cond(a) <= EQUILIBRIUM_MAX_CONDITION:
         equilibrium = (-np.linalg.solve(a, b)).tolist()
+    full_rank = bool(rank == d + 1)
     return DriftFit(
         transitions=n,
         A=a.tolist(),
@@ -174,7 +189,8 @@ def fit_drift(x: FloatArray, z: FloatArray, *, dt: float = 1.0) -> DriftFit:
         r2=_num(r2),
         r2_by_objective=[_num(float(v)) for v in r2_i],
         equilibrium=equilibrium,
-        rank_deficient=bool(rank < d + 1),
+        rank_deficient=not full_rank,
+        gram_inverse=np.linalg.inv(phi.T @ phi).tolist() if full_rank else None,
     )
 
 
@@ -212,8 +228,10 @@ class StrategyFit(_Model):
     """Everything fitted for one strategy.
 
     ``drift`` and the spectrum fields are None when the strategy has fewer than d + 2
-    transitions (``note`` says so). ``final_means`` averages the last record of every session
-    whose last record used this strategy (None if there is none).
+    transitions (``note`` says so; it also flags fits with fewer than
+    :data:`RELIABLE_TRANSITIONS_PER_REGRESSOR` transitions per regressor). ``final_means``
+    averages the last record of every session whose last record used this strategy (None if
+    there is none).
     """
 
     strategy: str
@@ -231,91 +249,14 @@ class StrategyFit(_Model):
     interference: list[list[float | None]] | None
     final_means: dict[str, float | None] | None
     note: str = ""
+    rate_stderr: float | None = Field(
+        None, description="delta-method standard error of rate (steerloop.analysis.uncertainty)"
+    )
 
     @property
     def r2(self) -> float | None:
         """Pooled one-step R² (shortcut to ``drift.r2``)."""
         return None if self.drift is None else self.drift.r2
-
-
-class SeverityFit(_Model):
-    """Least-squares fit of the severity SDE (paper 2), pooled over sessions."""
-
-    source: Literal["records", "1 - min objective"]
-    transitions: int
-    alpha: float
-    beta: float
-    gamma: float
-    margin: float = Field(description="α − β")
-    margin_stderr: float | None
-    phase: Literal["supercritical", "subcritical"]
-    phase_margin: float
-    sigma0: float
-    sigma1: float
-    r2: float | None
-    mean: float
-
-
-def fit_severity(
-    s_now: FloatArray,
-    s_next: FloatArray,
-    *,
-    dt: float = 1.0,
-    phase_margin: float = 0.05,
-    source: Literal["records", "1 - min objective"] = "1 - min objective",
-) -> SeverityFit:
-    """Fit α, β, γ, σ₀, σ₁ and the phase from severity transitions s_t → s_{t+1}.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from steerloop.estimators.severity import simulate
-    >>> paths = simulate(0.2, 1.2, 0.3, 0.02, 0.03, 0.0, dt=1.0, n_steps=60,
-    ...                  rng=np.random.default_rng(3), n_paths=200)
-    >>> fit = fit_severity(paths[:-1].ravel(), paths[1:].ravel())
-    >>> fit.phase, round(fit.alpha, 1), round(fit.beta, 1)
-    ('supercritical', 1.2, 0.3)
-    """
-    n = s_now.shape[0]
-    if n < 4:
-        raise ValueError(f"need at least 4 severity transitions, got {n}")
-    phi = np.column_stack([s_now * (1.0 - s_now), -s_now * s_now, np.ones(n)])
-    target = (s_next - s_now) / dt
-    theta, _, rank, _ = np.linalg.lstsq(phi, target, rcond=None)
-    residual = target - phi @ theta
-    sse = float(residual @ residual)
-    sigma2 = sse / max(n - 3, 1)
-    stderr: float | None = None
-    if rank == 3:
-        gram_inv = np.linalg.inv(phi.T @ phi)
-        c = np.array([1.0, -1.0, 0.0])
-        stderr = math.sqrt(max(float(c @ gram_inv @ c) * sigma2, 0.0))
-    alpha, beta, gamma = (float(v) for v in theta)
-    centred = target - target.mean()
-    sst = float(centred @ centred)
-    scale_target = np.abs(residual) * math.sqrt(dt) * _SQRT_HALF_PI
-    design = np.column_stack([np.ones(n), s_now])
-    (sigma0, sigma1), *_ = np.linalg.lstsq(design, scale_target, rcond=None)
-    sigma0 = max(float(sigma0), SIGMA_FLOOR)
-    sigma1 = max(float(sigma1), SIGMA_FLOOR - sigma0)
-    phase = severity_phase(
-        alpha, beta, phase_margin, stderr if stderr is not None else math.inf, z=PHASE_Z
-    )
-    return SeverityFit(
-        source=source,
-        transitions=n,
-        alpha=alpha,
-        beta=beta,
-        gamma=gamma,
-        margin=alpha - beta,
-        margin_stderr=stderr,
-        phase=phase,
-        phase_margin=phase_margin,
-        sigma0=sigma0,
-        sigma1=sigma1,
-        r2=_num(1.0 - sse / sst) if sst > 0.0 else None,
-        mean=float(np.concatenate([s_now, s_next[-1:]]).mean()),
-    )
 
 
 class AnalysisReport(_Model):
@@ -334,6 +275,20 @@ class AnalysisReport(_Model):
     final_means: dict[str, float | None]
     severity: SeverityFit | None
     severity_by_strategy: dict[str, SeverityFit]
+
+    def warnings(self) -> list[str]:
+        """Every caveat of this report, one line each: fits from too few transitions, an
+        interference matrix from few increments, a severity fit that is not meaningful."""
+        lines = [
+            f"strategy {fit.strategy}: {fit.note}" for fit in self.strategies.values() if fit.note
+        ]
+        if self.interference is not None and self.transitions < MIN_INTERFERENCE_INCREMENTS:
+            lines.append(
+                f"interference: only {self.transitions} increments; the correlations are rough"
+            )
+        if self.severity is not None and self.severity.note:
+            lines.append(f"severity: {self.severity.note}")
+        return lines
 
     def interference_value(self, first: str, second: str) -> float | None:
         """Pooled I[first, second] (None when undefined)."""
@@ -383,6 +338,126 @@ def _as_arrays(
     return TrajectoryArrays.from_records(records, objectives, dt=dt if dt is not None else 1.0)
 
 
+class _Transitions:
+    """Rows sorted by (session, step) and the transitions between consecutive rows."""
+
+    def __init__(self, arrays: TrajectoryArrays) -> None:
+        order = np.lexsort((arrays.step, arrays.session))
+        session = arrays.session[order]
+        step = arrays.step[order]
+        self.strategy = arrays.strategy[order]
+        self.scores = arrays.scores[order]
+        self.severity = arrays.severity[order]
+        self.same_session = session[1:] == session[:-1]
+        duplicate = self.same_session & (step[1:] == step[:-1])
+        if duplicate.any():
+            row = int(np.argmax(duplicate))
+            raise ValueError(
+                f"session {arrays.session_names[int(session[row])]!r} has step "
+                f"{int(step[row])} twice; each (session, step) must appear once"
+            )
+        self.consecutive = self.same_session & (step[1:] == step[:-1] + 1)
+        complete = np.asarray(np.isfinite(self.scores).all(axis=1), dtype=np.bool_)
+        self.usable = self.consecutive & complete[:-1] & complete[1:]
+        self.now = self.scores[:-1][self.usable]
+        self.increments = self.scores[1:][self.usable] - self.now
+        self.trans_strategy = self.strategy[1:][self.usable]
+        self.trans_session = session[1:][self.usable]
+        self.last: NDArray[np.bool_] = np.ones(len(order), dtype=np.bool_)
+        self.last[:-1] = np.logical_not(self.same_session)
+
+
+def _means(rows: FloatArray, names: Sequence[str]) -> dict[str, float | None]:
+    if rows.shape[0] == 0:
+        return dict.fromkeys(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column is NaN
+        values = np.nanmean(rows, axis=0)
+    return {name: _num(float(v)) for name, v in zip(names, values, strict=True)}
+
+
+def _strategy_fit(
+    name: str, now: FloatArray, increments: FloatArray, sessions: int, final: Any, dt: float
+) -> StrategyFit:
+    """Drift, spectrum, rate standard error and interference of one strategy."""
+    count, d = now.shape
+    if count < d + 2:
+        return StrategyFit(
+            strategy=name,
+            transitions=count,
+            sessions=sessions,
+            drift=None,
+            rate=None,
+            max_real=None,
+            spectral_radius=None,
+            regime="unknown",
+            regime_reason=f"{count} transitions; a fit needs at least {d + 2}",
+            interference=None,
+            final_means=final,
+            note=f"too few transitions ({count}; a fit needs at least {d + 2})",
+        )
+    drift = fit_drift(now, increments / dt, dt=dt)
+    spectrum = analyze_spectrum(np.asarray(drift.A), dt=dt, equilibrium=drift.equilibrium)
+    stderr = None
+    if drift.gram_inverse is not None:
+        residual_cov = np.array(drift.diffusion, dtype=np.float64) / dt
+        stderr = rate_stderr(np.asarray(drift.A), residual_cov, np.asarray(drift.gram_inverse))
+    note = ""
+    if drift.rank_deficient:
+        note = "regressors are rank deficient; A is not identified"
+    elif count < RELIABLE_TRANSITIONS_PER_REGRESSOR * (d + 1):
+        note = (
+            f"only {count} transitions for {d + 1} regressors (fewer than "
+            f"{RELIABLE_TRANSITIONS_PER_REGRESSOR} each): rate, regime and R² are rough"
+        )
+    return StrategyFit(
+        strategy=name,
+        transitions=count,
+        sessions=sessions,
+        drift=drift,
+        eigenvalues=[(float(z.real), float(z.imag)) for z in spectrum.eigenvalues] or None,
+        rate=_num(spectrum.rate),
+        rate_stderr=stderr,
+        max_real=_num(spectrum.max_real),
+        spectral_radius=_num(spectrum.spectral_radius),
+        regime=spectrum.regime,
+        regime_reason=spectrum.reason,
+        interference=_matrix(increment_correlation(increments)),
+        final_means=final,
+        note=note,
+    )
+
+
+def _severity_fits(
+    t: _Transitions, strategy_names: Sequence[str], dt: float, phase_margin: float
+) -> tuple[SeverityFit | None, dict[str, SeverityFit]]:
+    """Pooled and per-strategy severity fits (from records when all carry one, else 1 − min)."""
+    source: Literal["records", "1 - min objective"]
+    if np.isfinite(t.severity).all():
+        values, source = t.severity, "records"
+    else:
+        with np.errstate(invalid="ignore"):
+            lowest = np.where(np.isfinite(t.scores), t.scores, np.inf).min(axis=1)
+        values, source = np.where(np.isfinite(lowest), 1.0 - lowest, np.nan), "1 - min objective"
+    ok = t.consecutive & np.isfinite(values[:-1]) & np.isfinite(values[1:])
+    s_now, s_next, strategy = values[:-1][ok], values[1:][ok], t.strategy[1:][ok]
+    if s_now.shape[0] < 4:
+        return None, {}
+
+    def fit(mask: NDArray[np.bool_] | slice) -> SeverityFit:
+        return fit_severity(
+            s_now[mask], s_next[mask], dt=dt, phase_margin=phase_margin, source=source
+        )
+
+    by_strategy = {
+        name: fit(strategy == index)
+        for index, name in enumerate(strategy_names)
+        if int((strategy == index).sum()) >= 4
+    }
+    pooled = fit(slice(None))
+    return pooled, by_strategy
+
+
 def fit_trajectories(
     data: TrajectoryArrays | TrajectoryLog | Iterable[TrajectoryRecord],
     *,
@@ -411,137 +486,36 @@ def fit_trajectories(
     """
     arrays = _as_arrays(data, objectives, dt)
     names = list(arrays.objectives)
-    d = len(names)
-    n = len(arrays)
-    if n == 0:
+    if len(arrays) == 0:
         raise ValueError("no trajectory records to analyse")
-    step_dt = arrays.dt
-    order = np.lexsort((arrays.step, arrays.session))
-    session = arrays.session[order]
-    step = arrays.step[order]
-    strategy = arrays.strategy[order]
-    scores = arrays.scores[order]
-
-    same_session = session[1:] == session[:-1]
-    duplicate = same_session & (step[1:] == step[:-1])
-    if duplicate.any():
-        row = int(np.argmax(duplicate))
-        raise ValueError(
-            f"session {arrays.session_names[int(session[row])]!r} has step {int(step[row])} "
-            "twice; each (session, step) must appear once"
-        )
-    consecutive = same_session & (step[1:] == step[:-1] + 1)
-    complete = np.asarray(np.isfinite(scores).all(axis=1), dtype=np.bool_)
-    usable = consecutive & complete[:-1] & complete[1:]
-    now = scores[:-1][usable]
-    nxt = scores[1:][usable]
-    trans_strategy = strategy[1:][usable]
-    trans_session = session[1:][usable]
-    increments = nxt - now
-
-    # last record of each session
-    last: NDArray[np.bool_] = np.ones(n, dtype=np.bool_)
-    last[:-1] = np.logical_not(same_session)
-    final_rows = scores[last]
-    final_strategy = strategy[last]
-
-    def means(rows: FloatArray) -> dict[str, float | None]:
-        if rows.shape[0] == 0:
-            return dict.fromkeys(names)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column is NaN
-            values = np.nanmean(rows, axis=0)
-        return {name: _num(float(v)) for name, v in zip(names, values, strict=True)}
-
+    t = _Transitions(arrays)
+    final_rows = t.scores[t.last]
+    final_strategy = t.strategy[t.last]
     fits: dict[str, StrategyFit] = {}
-    for index, strategy_name in enumerate(arrays.strategy_names):
-        mask = trans_strategy == index
-        count = int(mask.sum())
-        sessions_k = int(np.unique(trans_session[mask]).size)
+    for index, name in enumerate(arrays.strategy_names):
+        mask = t.trans_strategy == index
         finals = final_rows[final_strategy == index]
-        final = means(finals) if finals.shape[0] else None
-        if count < d + 2:
-            fits[strategy_name] = StrategyFit(
-                strategy=strategy_name,
-                transitions=count,
-                sessions=sessions_k,
-                drift=None,
-                rate=None,
-                max_real=None,
-                spectral_radius=None,
-                regime="unknown",
-                regime_reason=f"{count} transitions; a fit needs at least {d + 2}",
-                interference=None,
-                final_means=final,
-                note="too few transitions",
-            )
-            continue
-        drift = fit_drift(now[mask], (increments[mask]) / step_dt, dt=step_dt)
-        spectrum = analyze_spectrum(np.asarray(drift.A), dt=step_dt, equilibrium=drift.equilibrium)
-        eigenvalues = [(float(z.real), float(z.imag)) for z in spectrum.eigenvalues]
-        fits[strategy_name] = StrategyFit(
-            strategy=strategy_name,
-            transitions=count,
-            sessions=sessions_k,
-            drift=drift,
-            eigenvalues=eigenvalues or None,
-            rate=_num(spectrum.rate),
-            max_real=_num(spectrum.max_real),
-            spectral_radius=_num(spectrum.spectral_radius),
-            regime=spectrum.regime,
-            regime_reason=spectrum.reason,
-            interference=_matrix(increment_correlation(increments[mask])),
-            final_means=final,
-            note="regressors are rank deficient; A is not identified"
-            if drift.rank_deficient
-            else "",
+        fits[name] = _strategy_fit(
+            name,
+            t.now[mask],
+            t.increments[mask],
+            int(np.unique(t.trans_session[mask]).size),
+            _means(finals, names) if finals.shape[0] else None,
+            arrays.dt,
         )
-
-    pooled = increment_correlation(increments) if increments.shape[0] >= 2 else None
-
-    # severity: from records when every record has one, else 1 - min score
-    given = arrays.severity[order]
-    if np.isfinite(given).all():
-        severity_values = given
-        source: Literal["records", "1 - min objective"] = "records"
-    else:
-        with np.errstate(invalid="ignore"):
-            lowest = np.where(np.isfinite(scores), scores, np.inf).min(axis=1)
-        severity_values = np.where(np.isfinite(lowest), 1.0 - lowest, np.nan)
-        source = "1 - min objective"
-    sev_ok = consecutive & np.isfinite(severity_values[:-1]) & np.isfinite(severity_values[1:])
-    s_now = severity_values[:-1][sev_ok]
-    s_next = severity_values[1:][sev_ok]
-    sev_strategy = strategy[1:][sev_ok]
-    severity: SeverityFit | None = None
-    by_strategy: dict[str, SeverityFit] = {}
-    if s_now.shape[0] >= 4:
-        severity = fit_severity(s_now, s_next, dt=step_dt, phase_margin=phase_margin, source=source)
-        for index, strategy_name in enumerate(arrays.strategy_names):
-            mask = sev_strategy == index
-            if int(mask.sum()) >= 4:
-                try:
-                    by_strategy[strategy_name] = fit_severity(
-                        s_now[mask],
-                        s_next[mask],
-                        dt=step_dt,
-                        phase_margin=phase_margin,
-                        source=source,
-                    )
-                except np.linalg.LinAlgError:  # pragma: no cover - degenerate data
-                    continue
-
+    pooled = increment_correlation(t.increments) if t.increments.shape[0] >= 2 else None
+    severity, by_strategy = _severity_fits(t, arrays.strategy_names, arrays.dt, phase_margin)
     return AnalysisReport(
         objectives=names,
-        dt=step_dt,
-        records=n,
+        dt=arrays.dt,
+        records=len(arrays),
         sessions=len(arrays.session_names),
-        transitions=int(usable.sum()),
-        skipped_transitions=int(same_session.sum() - usable.sum()),
+        transitions=int(t.usable.sum()),
+        skipped_transitions=int(t.same_session.sum() - t.usable.sum()),
         strategies=fits,
         interference=None if pooled is None else _matrix(pooled),
         interference_min=None if pooled is None else _min_pair(pooled, names),
-        final_means=means(final_rows),
+        final_means=_means(final_rows, names),
         severity=severity,
         severity_by_strategy=by_strategy,
     )

@@ -1,11 +1,11 @@
 """The JSONL trajectory format: one line per loop step, written live or by the simulator.
 
-Format (version 1)
-------------------
+Format (version 2; version 1 files read unchanged)
+---------------------------------------------------
 A UTF-8 text file, one JSON object per line (`JSON Lines <https://jsonlines.org>`_). Blank
 lines are ignored. The **first** non-blank line is the header::
 
-    {"format": "steerloop.trajectories", "version": 1,
+    {"format": "steerloop.trajectories", "version": 2,
      "objectives": ["security", "efficiency", "functionality"], "dt": 1.0, "meta": {}}
 
 ``objectives`` fixes the vector order; ``dt`` is the time Δt between consecutive steps
@@ -28,13 +28,25 @@ line is one step of one session::
 * ``severity`` (number in [0, 1] or ``null``, optional): the loop's severity when it was
   measured by a dedicated scorer; when absent, analysis uses s = 1 − min_i score_i.
 
+A steered loop also records what the controller made of the step (version 2; all optional,
+absent for static runs and in version 1 files). They are what the per-session timeline
+(``steerloop plot FILE --session ID``, :mod:`steerloop.analysis.timeline`) draws:
+
+* ``filtered`` (object): the filtered objective state x̂_t after this step's update (the
+  ``objective.<name>`` diagnostics), keyed by objective; ``null`` for a missing value.
+* ``rule`` (string or ``null``): the rule that acted in the decision that followed this
+  response (or matched while the minimum dwell held the strategy); ``null`` when none did.
+* ``switched`` (boolean): whether that decision changed the strategy, i.e. step t + 1 runs a
+  different strategy from step t.
+
 Any other key on a line is an error (typos should not pass silently). Readers report the line
-number of the first bad line (:class:`TrajectoryFormatError`).
+number of the first bad line (:class:`steerloop.errors.TrajectoryFormatError`).
 
 Writing
 -------
-:func:`write_jsonl` writes a header and records; :class:`TrajectoryRecorder` appends steps as
-they happen (``recorder.record(...)``) and is also a controller listener
+:func:`write_jsonl` writes a header and records;
+:class:`~steerloop.analysis.recorder.TrajectoryRecorder` appends steps as they happen
+(``recorder.record(...)``) and is also a controller listener
 (``controller.add_listener(recorder)``). The simulator writes the same format
 (:meth:`TrajectoryArrays.records`).
 
@@ -56,8 +68,8 @@ from __future__ import annotations
 import io
 import json
 import math
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -66,49 +78,54 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from steerloop.errors import SteerloopError
+from steerloop.errors import TrajectoryFormatError as _FormatError
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "TrajectoryArrays",
-    "TrajectoryFormatError",
     "TrajectoryHeader",
     "TrajectoryLog",
     "TrajectoryRecord",
-    "TrajectoryRecorder",
     "iter_jsonl",
     "read_jsonl",
     "write_jsonl",
 ]
 
 FORMAT_NAME = "steerloop.trajectories"
-FORMAT_VERSION = 1
+#: Version written; readers accept 1 and 2 (2 adds the optional ``filtered``, ``rule`` and
+#: ``switched`` record fields).
+FORMAT_VERSION = 2
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 Source = str | Path | IO[str]
 
 
-class TrajectoryFormatError(SteerloopError, ValueError):
-    """A trajectory file is malformed.
+def _moved(name: str, module: str) -> Any:
+    """Resolve names that moved away from ``module``.
 
-    Attributes
-    ----------
-    source : str
-        File name (or ``"<stream>"``).
-    line : int | None
-        1-based line number of the offending line, if known.
-    detail : str
-        What is wrong and how to fix it.
+    ``TrajectoryRecorder`` lives in :mod:`steerloop.analysis.recorder` and is still importable
+    from here (no warning). ``TrajectoryFormatError`` moved to :mod:`steerloop.errors`;
+    importing it from :mod:`steerloop.analysis` or this module still works and warns.
     """
+    if name == "TrajectoryRecorder":
+        from steerloop.analysis.recorder import TrajectoryRecorder
 
-    def __init__(self, source: str, line: int | None, detail: str) -> None:
-        self.source = source
-        self.line = line
-        self.detail = detail
-        where = source if line is None else f"{source}:{line}"
-        super().__init__(f"{where}: {detail}")
+        return TrajectoryRecorder
+    if name == "TrajectoryFormatError":
+        warnings.warn(
+            f"importing TrajectoryFormatError from {module} is deprecated; "
+            "import it from steerloop.errors",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _FormatError
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> Any:
+    return _moved(name, __name__)
 
 
 class _Model(BaseModel):
@@ -119,7 +136,7 @@ class TrajectoryHeader(_Model):
     """First line of a trajectory file."""
 
     format: Literal["steerloop.trajectories"] = "steerloop.trajectories"
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
     objectives: list[str] = Field(min_length=1)
     dt: float = Field(1.0, gt=0.0, allow_inf_nan=False)
     meta: dict[str, Any] = Field(default_factory=dict)
@@ -140,6 +157,17 @@ class TrajectoryRecord(_Model):
     strategy: str = Field(min_length=1)
     scores: dict[str, float | None]
     severity: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    filtered: dict[str, float | None] | None = None
+    rule: str | None = None
+    switched: bool | None = None
+
+    @field_validator("filtered")
+    @classmethod
+    def _finite(cls, filtered: dict[str, float | None] | None) -> dict[str, float | None] | None:
+        for name, value in (filtered or {}).items():
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"filtered {name!r} = {value} is not finite (write null)")
+        return filtered
 
     @field_validator("scores")
     @classmethod
@@ -171,19 +199,32 @@ def _first_error(error: ValidationError) -> str:
     return f"{loc}: {item['msg']}" if loc else str(item["msg"])
 
 
-def _iter_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
+#: Lines between two calls of a reader's ``progress`` callback.
+PROGRESS_EVERY = 1000
+
+
+def _iter_lines(
+    handle: IO[str], progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, str]]:
+    consumed = 0
     for number, line in enumerate(handle, start=1):
+        if progress is not None:
+            consumed += len(line)
+            if number % PROGRESS_EVERY == 0:
+                progress(consumed)
         if line.strip():
             yield number, line
+    if progress is not None:
+        progress(consumed)
 
 
 def _parse_header(name: str, number: int, line: str) -> TrajectoryHeader:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
-        raise TrajectoryFormatError(name, number, f"not valid JSON ({error.msg})") from None
+        raise _FormatError(name, number, f"not valid JSON ({error.msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise TrajectoryFormatError(
+        raise _FormatError(
             name,
             number,
             f'the first line must be the header {{"format": "{FORMAT_NAME}", "version": 1, '
@@ -192,7 +233,7 @@ def _parse_header(name: str, number: int, line: str) -> TrajectoryHeader:
     try:
         return TrajectoryHeader.model_validate(data)
     except ValidationError as error:
-        raise TrajectoryFormatError(name, number, f"bad header: {_first_error(error)}") from None
+        raise _FormatError(name, number, f"bad header: {_first_error(error)}") from None
 
 
 def _parse_record(
@@ -202,29 +243,36 @@ def _parse_record(
         record = TrajectoryRecord.model_validate_json(line)
     except ValidationError as error:
         if error.errors()[0]["type"] == "json_invalid":
-            raise TrajectoryFormatError(name, number, "not valid JSON") from None
-        raise TrajectoryFormatError(name, number, _first_error(error)) from None
-    unknown = [key for key in record.scores if key not in objectives]
-    if unknown:
-        raise TrajectoryFormatError(
-            name,
-            number,
-            f"scores has unknown objective(s) {unknown}; the header declares {sorted(objectives)}",
-        )
+            raise _FormatError(name, number, "not valid JSON") from None
+        raise _FormatError(name, number, _first_error(error)) from None
+    for field, values in (("scores", record.scores), ("filtered", record.filtered or {})):
+        unknown = [key for key in values if key not in objectives]
+        if unknown:
+            raise _FormatError(
+                name,
+                number,
+                f"{field} has unknown objective(s) {unknown}; the header declares "
+                f"{sorted(objectives)}",
+            )
     return record
 
 
-def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
+def iter_jsonl(
+    source: Source, *, progress: Callable[[int], None] | None = None
+) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
     """Stream a trajectory file: yields the header first, then each record.
 
     Parameters
     ----------
     source : str, Path or text stream
         File to read (opened and closed here) or an open text stream (left open).
+    progress : callable, optional
+        Called with the number of characters read so far every :data:`PROGRESS_EVERY` lines
+        and once at the end (for a progress bar: about the bytes read for ASCII files).
 
     Raises
     ------
-    TrajectoryFormatError
+    steerloop.errors.TrajectoryFormatError
         On the first malformed line, with its line number; on an empty file.
     """
     name = _source_name(source)
@@ -232,15 +280,15 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
         try:
             handle: IO[str] = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as error:
-            raise TrajectoryFormatError(name, None, f"cannot open: {error.strerror}") from None
+            raise _FormatError(name, None, f"cannot open: {error.strerror}") from None
         owned = True
     else:
         handle, owned = source, False
     try:
-        lines = _iter_lines(handle)
+        lines = _iter_lines(handle, progress)
         first = next(lines, None)
         if first is None:
-            raise TrajectoryFormatError(name, None, "empty file: expected a header line")
+            raise _FormatError(name, None, "empty file: expected a header line")
         header = _parse_header(name, *first)
         yield header
         objectives = frozenset(header.objectives)
@@ -248,19 +296,26 @@ def iter_jsonl(source: Source) -> Iterator[TrajectoryHeader | TrajectoryRecord]:
             for number, line in lines:
                 yield _parse_record(name, number, line, objectives)
         except UnicodeDecodeError as error:
-            raise TrajectoryFormatError(name, None, f"not UTF-8 text ({error.reason})") from None
+            raise _FormatError(name, None, f"not UTF-8 text ({error.reason})") from None
     finally:
         if owned:
             handle.close()
 
 
-def read_jsonl(source: Source) -> TrajectoryLog:
-    """Read a whole trajectory file (see :func:`iter_jsonl` for streaming)."""
-    items = iter_jsonl(source)
+def read_jsonl(source: Source, *, progress: Callable[[int], None] | None = None) -> TrajectoryLog:
+    """Read a whole trajectory file (see :func:`iter_jsonl` for streaming and ``progress``)."""
+    items = iter_jsonl(source, progress=progress)
     header = next(items)
     assert isinstance(header, TrajectoryHeader)
     records = [item for item in items if isinstance(item, TrajectoryRecord)]
     return TrajectoryLog(header=header, records=records)
+
+
+def _clean(values: Mapping[str, float | None]) -> dict[str, float | None]:
+    return {
+        key: None if value is None or not math.isfinite(value) else float(value)
+        for key, value in values.items()
+    }
 
 
 def _record_dict(
@@ -269,13 +324,24 @@ def _record_dict(
     strategy: str,
     scores: Mapping[str, float | None],
     severity: float | None,
+    filtered: Mapping[str, float | None] | None = None,
+    rule: str | None = None,
+    switched: bool | None = None,
 ) -> dict[str, Any]:
-    clean: dict[str, float | None] = {}
-    for key, value in scores.items():
-        clean[key] = None if value is None or not math.isfinite(value) else float(value)
-    line: dict[str, Any] = {"session": session, "step": step, "strategy": strategy, "scores": clean}
+    line: dict[str, Any] = {
+        "session": session,
+        "step": step,
+        "strategy": strategy,
+        "scores": _clean(scores),
+    }
     if severity is not None and math.isfinite(severity):
         line["severity"] = float(severity)
+    if filtered is not None:
+        line["filtered"] = _clean(filtered)
+    if rule is not None:
+        line["rule"] = rule
+    if switched is not None:
+        line["switched"] = bool(switched)
     return line
 
 
@@ -293,134 +359,13 @@ def write_jsonl(
             return write_jsonl(handle, header, records)
     target.write(header.model_dump_json() + "\n")
     count = 0
-    for record in records:
-        target.write(record.model_dump_json(exclude_none=False) + "\n")
+    for r in records:
+        line = _record_dict(
+            r.session, r.step, r.strategy, r.scores, r.severity, r.filtered, r.rule, r.switched
+        )
+        target.write(json.dumps(line) + "\n")
         count += 1
     return count
-
-
-class TrajectoryRecorder:
-    """Append steps to a trajectory file as they happen (opt-in, thread-safe).
-
-    Use it directly (``recorder.record(session_id, step, strategy, scores)``) or as a
-    controller listener: ``controller.add_listener(recorder)`` records every decision (the
-    step is ``decision.step − 1``, the strategy ``decision.previous_strategy`` — the one that
-    produced the scored response — the scores the ``score.<name>`` diagnostics and the
-    severity ``severity.value`` when the policy reads severity from a scorer).
-
-    Parameters
-    ----------
-    target : str, Path or text stream
-        A path is opened for writing (truncated) and closed by :meth:`close`; a stream is
-        written to and left open.
-    objectives : sequence of str
-        Objective names (header).
-    dt : float
-        Δt between steps (header).
-    meta : mapping, optional
-        Free-form header metadata.
-    record_severity : bool
-        Whether the listener writes ``severity.value`` (default: no — analysis then recomputes
-        1 − min score from the raw scores).
-
-    Examples
-    --------
-    >>> import io
-    >>> stream = io.StringIO()
-    >>> with TrajectoryRecorder(stream, ["a"]) as recorder:
-    ...     recorder.record("s1", 0, "x", {"a": 0.25})
-    >>> stream.getvalue().splitlines()[1]
-    '{"session": "s1", "step": 0, "strategy": "x", "scores": {"a": 0.25}}'
-    """
-
-    def __init__(
-        self,
-        target: Source,
-        objectives: Sequence[str],
-        *,
-        dt: float = 1.0,
-        meta: Mapping[str, Any] | None = None,
-        record_severity: bool = False,
-    ) -> None:
-        self._header = TrajectoryHeader(objectives=list(objectives), dt=dt, meta=dict(meta or {}))
-        self._objectives = tuple(objectives)
-        self._lock = threading.Lock()
-        self._record_severity = record_severity
-        if isinstance(target, str | Path):
-            self._handle: IO[str] = open(target, "w", encoding="utf-8")  # noqa: SIM115
-            self._owned = True
-        else:
-            self._handle, self._owned = target, False
-        self._closed = False
-        self._count = 0
-        self._handle.write(self._header.model_dump_json() + "\n")
-
-    @property
-    def header(self) -> TrajectoryHeader:
-        """The header written on the first line."""
-        return self._header
-
-    @property
-    def count(self) -> int:
-        """Records written so far."""
-        return self._count
-
-    def record(
-        self,
-        session_id: str,
-        step: int,
-        strategy: str,
-        scores: Mapping[str, float | None],
-        severity: float | None = None,
-    ) -> None:
-        """Append one step. Non-finite scores are written as ``null`` (missing)."""
-        unknown = [key for key in scores if key not in self._objectives]
-        if unknown:
-            raise ValueError(
-                f"unknown objective(s) {unknown}; recorder objectives: {self._objectives}"
-            )
-        line = json.dumps(_record_dict(session_id, step, strategy, scores, severity))
-        with self._lock:
-            if self._closed:
-                raise ValueError("the recorder is closed")
-            self._handle.write(line + "\n")
-            self._count += 1
-
-    def __call__(self, session: Any, decision: Any) -> None:
-        """Controller listener: record ``decision`` of ``session`` (see the class docstring)."""
-        diagnostics: Mapping[str, Any] = decision.diagnostics
-        scores: dict[str, float | None] = {}
-        for name in self._objectives:
-            value = diagnostics.get(f"score.{name}")
-            scores[name] = float(value) if isinstance(value, int | float) else None
-        severity = None
-        if self._record_severity:
-            value = diagnostics.get("severity.value")
-            severity = float(value) if isinstance(value, int | float) else None
-        self.record(
-            str(session.id), int(decision.step) - 1, decision.previous_strategy, scores, severity
-        )
-
-    def flush(self) -> None:
-        """Flush the underlying stream."""
-        with self._lock:
-            self._handle.flush()
-
-    def close(self) -> None:
-        """Flush, and close the file if the recorder opened it. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._handle.flush()
-            if self._owned:
-                self._handle.close()
-
-    def __enter__(self) -> TrajectoryRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,8 @@ are its noisy measurement):
     policies are measured alike); ``severity_rule_decisions`` counts decisions per session
     made by a rule whose condition reads a ``severity.*`` metric (steered policies only).
 
-:func:`sequential_vs_simultaneous` is paper 1's open question 3 (appendix B.3): does
-optimizing one objective at a time beat optimizing all at once when objectives interfere?
-It runs both on :func:`interference_environment` at several interference strengths.
+Paper 1's open question 3 (sequential vs simultaneous optimisation) is in
+:mod:`steerloop.simulate.sequential`.
 """
 
 from __future__ import annotations
@@ -53,22 +52,19 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from steerloop.simulate.environment import Environment, StrategyDynamics
+from steerloop.simulate.environment import Environment
 
 if TYPE_CHECKING:
-    from steerloop.analysis.trajectory import TrajectoryRecorder
+    from steerloop.analysis.recorder import TrajectoryRecorder
+    from steerloop.controller.session import Decision
     from steerloop.policies.schema import Condition, Policy
 
 __all__ = [
     "ExperimentReport",
-    "InterferenceStudy",
     "PolicyOutcome",
     "Progress",
     "hypervolume",
-    "interference_environment",
     "run_experiment",
-    "sequential_policy",
-    "sequential_vs_simultaneous",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -265,6 +261,50 @@ def _check_policy(env: Environment, name: str, policy: Policy) -> list[int]:
     return [list(env.objectives).index(o) for o in policy.objectives]
 
 
+class _Recording:
+    """Writes the first ``sessions`` sessions of a policy run to a recorder (or nothing)."""
+
+    def __init__(
+        self,
+        recorder: TrajectoryRecorder | None,
+        policy: str,
+        objectives: Sequence[str],
+        sessions: int,
+    ) -> None:
+        self._recorder = recorder
+        self._policy = policy
+        self._objectives = list(objectives)
+        self.sessions = sessions if recorder is not None else 0
+
+    def static(self, t: int, strategy: str, scores: FloatArray) -> None:
+        """Step ``t`` of a static run: scores and strategy only."""
+        if self._recorder is None:
+            return
+        for i, row in enumerate(scores[: self.sessions].tolist()):
+            self._recorder.record(
+                f"{self._policy}/{i:04d}",
+                t,
+                strategy,
+                dict(zip(self._objectives, row, strict=True)),
+            )
+
+    def steered(self, t: int, i: int, strategy: str, row: list[float], decision: Decision) -> None:
+        """Step ``t`` of steered session ``i``: also the filtered state, rule and switch."""
+        if self._recorder is None or i >= self.sessions:
+            return
+        diagnostics = decision.diagnostics
+        filtered = {o: diagnostics.get(f"objective.{o}") for o in self._objectives}
+        self._recorder.record(
+            f"{self._policy}/{i:04d}",
+            t,
+            strategy,
+            dict(zip(self._objectives, row, strict=True)),
+            filtered={o: v if isinstance(v, float) else None for o, v in filtered.items()},
+            rule=decision.rule,
+            switched=decision.changed,
+        )
+
+
 def _run_static(
     env: Environment,
     name: str,
@@ -272,7 +312,7 @@ def _run_static(
     tally: _Tally,
     rng: np.random.Generator,
     progress: Progress | None,
-    recorder: TrajectoryRecorder | None,
+    recording: _Recording,
 ) -> _Steering:
     sessions, steps = tally.sessions, tally.steps
     index = env.indices(strategy, sessions)
@@ -280,8 +320,7 @@ def _run_static(
     for t in range(steps):
         tally.observe_state(t, x, index)
         y = env.observe(x, rng)
-        if recorder is not None:
-            _record(recorder, name, t, [strategy] * sessions, env.objectives, y)
+        recording.static(t, strategy, y)
         if t + 1 < steps:
             x = env.step(x, index, rng)
         if progress is not None:
@@ -289,19 +328,16 @@ def _run_static(
     return _Steering()
 
 
-def _record(
-    recorder: TrajectoryRecorder,
-    policy: str,
-    t: int,
-    strategies: Sequence[str],
-    objectives: Sequence[str],
-    scores: FloatArray,
-) -> None:
-    rows = scores.tolist()
-    for i, row in enumerate(rows):
-        recorder.record(
-            f"{policy}/{i:04d}", t, strategies[i], dict(zip(objectives, row, strict=True))
-        )
+def _count(stats: _Steering, decision: Decision, severity_rules: frozenset[str]) -> None:
+    stats.updates += 1
+    if decision.changed:
+        stats.switches += 1
+        if decision.rule is not None:
+            stats.rules[decision.rule] = stats.rules.get(decision.rule, 0) + 1
+    if decision.rule is not None and decision.rule in severity_rules:
+        stats.severity_decisions += 1
+    if decision.mode == "sequential":
+        stats.sequential_steps += 1
 
 
 def _run_steered(
@@ -311,7 +347,7 @@ def _run_steered(
     tally: _Tally,
     rng: np.random.Generator,
     progress: Progress | None,
-    recorder: TrajectoryRecorder | None,
+    recording: _Recording,
 ) -> _Steering:
     from steerloop.controller.session import Controller
 
@@ -323,32 +359,65 @@ def _run_steered(
     handles = [controller.session(f"{name}/{i:04d}") for i in range(sessions)]
     current = [handle.strategy for handle in handles]
     stats = _Steering()
-    rules = stats.rules
     x = env.reset(sessions, rng)
     for t in range(steps):
         index = env.indices(current, sessions)
         tally.observe_state(t, x, index)
         y = env.observe(x, rng)
-        if recorder is not None:
-            _record(recorder, name, t, current, env.objectives, y)
         rows = y[:, order].tolist()
         for i, handle in enumerate(handles):
             decision = handle.update(dict(zip(objectives, rows[i], strict=True)))
-            stats.updates += 1
-            if decision.changed:
-                stats.switches += 1
-                if decision.rule is not None:
-                    rules[decision.rule] = rules.get(decision.rule, 0) + 1
-            if decision.rule is not None and decision.rule in severity_rules:
-                stats.severity_decisions += 1
-            if decision.mode == "sequential":
-                stats.sequential_steps += 1
+            _count(stats, decision, severity_rules)
+            recording.steered(t, i, current[i], rows[i], decision)
             current[i] = decision.strategy
         if t + 1 < steps:
             x = env.step(x, current, rng)
         if progress is not None:
             progress(name, t + 1, steps)
     return stats
+
+
+def _outcome(
+    env: Environment,
+    name: str,
+    kind: Literal["static", "steered"],
+    tally: _Tally,
+    stats: _Steering,
+    seconds: float,
+) -> PolicyOutcome:
+    """The measured outcome of one policy run (definitions in the module docstring)."""
+    sessions, steps, target = tally.sessions, tally.steps, tally.target
+    final = tally.final
+    means = final.mean(axis=0)
+    reached = tally.first_reach >= 0
+    try:
+        volume: float | None = hypervolume(final)
+    except ValueError:
+        volume = None
+    share = tally.counts / max(tally.counts.sum(), 1.0)
+    return PolicyOutcome(
+        name=name,
+        kind=kind,
+        sessions=sessions,
+        steps=steps,
+        final_means={o: float(v) for o, v in zip(env.objectives, means, strict=True)},
+        min_objective=float(means.min()),
+        final_min_mean=float(final.min(axis=1).mean()),
+        hypervolume=volume,
+        target=target,
+        reached_fraction=float(reached.mean()),
+        final_reached_fraction=float((final.min(axis=1) >= target).mean()),
+        steps_to_target=float(tally.first_reach[reached].mean()) if reached.any() else None,
+        switches_per_session=stats.switches / sessions,
+        switches_by_rule={rule: n / sessions for rule, n in sorted(stats.rules.items())},
+        severity_threshold=tally.threshold,
+        severity_alarm_steps=float(tally.alarms.mean()),
+        severity_rule_decisions=stats.severity_decisions / sessions,
+        strategy_share={s: float(v) for s, v in zip(tally.names, share, strict=True) if v > 0},
+        sequential_share=stats.sequential_steps / (sessions * steps),
+        controller_updates=stats.updates,
+        seconds=seconds,
+    )
 
 
 def run_experiment(
@@ -362,6 +431,7 @@ def run_experiment(
     severity_threshold: float = 0.7,
     progress: Progress | None = None,
     recorder: TrajectoryRecorder | None = None,
+    record_sessions: int | None = None,
 ) -> ExperimentReport:
     """Run each policy on ``env`` and measure it (see the module docstring).
 
@@ -383,7 +453,10 @@ def run_experiment(
     progress : callable, optional
         ``progress(policy, done, total)`` after every iteration.
     recorder : TrajectoryRecorder, optional
-        Receives every step's scores (sessions named ``<policy>/NNNN``).
+        Receives every step (sessions named ``<policy>/NNNN``): scores and strategy, and for
+        steered policies the filtered state, the rule and whether the strategy switched.
+    record_sessions : int, optional
+        Record only the first ``record_sessions`` sessions of each policy (default: all).
 
     Examples
     --------
@@ -401,45 +474,20 @@ def run_experiment(
         rng = np.random.default_rng(seed)
         tally = _Tally(sessions, steps, names, severity_threshold, target)
         started = time.perf_counter()
+        recording = _Recording(
+            recorder,
+            name,
+            env.objectives if isinstance(policy, str) else policy.objectives,
+            sessions if record_sessions is None else min(record_sessions, sessions),
+        )
         if isinstance(policy, str):
             env.strategy_index(policy)
             kind: Literal["static", "steered"] = "static"
-            stats = _run_static(env, name, policy, tally, rng, progress, recorder)
+            stats = _run_static(env, name, policy, tally, rng, progress, recording)
         else:
             kind = "steered"
-            stats = _run_steered(env, name, policy, tally, rng, progress, recorder)
-        seconds = time.perf_counter() - started
-        final = tally.final
-        means = final.mean(axis=0)
-        reached = tally.first_reach >= 0
-        try:
-            volume: float | None = hypervolume(final)
-        except ValueError:
-            volume = None
-        share = tally.counts / max(tally.counts.sum(), 1.0)
-        outcomes[name] = PolicyOutcome(
-            name=name,
-            kind=kind,
-            sessions=sessions,
-            steps=steps,
-            final_means={o: float(v) for o, v in zip(env.objectives, means, strict=True)},
-            min_objective=float(means.min()),
-            final_min_mean=float(final.min(axis=1).mean()),
-            hypervolume=volume,
-            target=target,
-            reached_fraction=float(reached.mean()),
-            final_reached_fraction=float((final.min(axis=1) >= target).mean()),
-            steps_to_target=float(tally.first_reach[reached].mean()) if reached.any() else None,
-            switches_per_session=stats.switches / sessions,
-            switches_by_rule={rule: n / sessions for rule, n in sorted(stats.rules.items())},
-            severity_threshold=severity_threshold,
-            severity_alarm_steps=float(tally.alarms.mean()),
-            severity_rule_decisions=stats.severity_decisions / sessions,
-            strategy_share={s: float(v) for s, v in zip(names, share, strict=True) if v > 0},
-            sequential_share=stats.sequential_steps / (sessions * steps),
-            controller_updates=stats.updates,
-            seconds=seconds,
-        )
+            stats = _run_steered(env, name, policy, tally, rng, progress, recording)
+        outcomes[name] = _outcome(env, name, kind, tally, stats, time.perf_counter() - started)
     return ExperimentReport(
         environment=env.description or "custom environment",
         objectives=list(env.objectives),
@@ -452,175 +500,26 @@ def run_experiment(
     )
 
 
-# --------------------------------------------------------------------------- open question 3
+_MOVED = (
+    "InterferenceStudy",
+    "interference_environment",
+    "sequential_policy",
+    "sequential_vs_simultaneous",
+)
 
-_FOCUS = {
-    "security": "security_focused",
-    "efficiency": "efficiency_focused",
-    "functionality": "feature_focused",
-}
 
+def __getattr__(name: str) -> object:
+    """Names that moved to :mod:`steerloop.simulate.sequential` (deprecated here)."""
+    if name in _MOVED:
+        import warnings
 
-def interference_environment(
-    strength: float,
-    *,
-    rate: float = 0.6,
-    target: float = 0.9,
-    relaxation: float = 0.02,
-    baseline: float = 0.5,
-    sigma: float = 0.02,
-    measurement_noise: float = 0.01,
-) -> Environment:
-    """Three objectives whose gains cost each other: interference as a proportional cross-cost.
+        from steerloop.simulate import sequential
 
-    With effort weights e_π (one-hot for a focus strategy, (⅓, ⅓, ⅓) for
-    ``adaptive_integration``), the gain on objective j is g_j = ρ e_{π,j} (t − x_j), and every
-    gain costs each *other* objective κ times itself, while unattended objectives relax slowly
-    to a baseline:
-
-        μ_i(x) = g_i − κ Σ_{j≠i} g_j − ε (x_i − x_base),   i.e.
-        A_π = −M G_π − εI,   b_π = M G_π t 1 + ε x_base 1,
-        M = (1 + κ) I − κ 11ᵀ,   G_π = ρ diag(e_π).
-
-    κ = ``strength`` is the interference: a focus strategy's increments are negatively
-    correlated across objectives (≈ −κ-scaled), so the measured ``interference.min`` falls as
-    κ grows. For simultaneous optimisation, M has eigenvalue 1 − 2κ along (1, 1, 1): the
-    balanced direction converges at rate ρ(1 − 2κ)/3 and stalls as κ → ½. Nothing here favours
-    either approach beyond this mechanism; :func:`sequential_vs_simultaneous` measures the
-    outcome.
-
-    Parameters
-    ----------
-    strength : float
-        κ ≥ 0.
-    rate, target, relaxation, baseline : float
-        ρ, t, ε and x_base.
-    sigma, measurement_noise : float
-        Diffusion σ (D = σ²I) and score noise.
-    """
-    if strength < 0.0:
-        raise ValueError(f"strength must be >= 0, got {strength}")
-    d = 3
-    mix = (1.0 + strength) * np.eye(d) - strength * np.ones((d, d))
-    efforts = {
-        "security_focused": np.array([1.0, 0.0, 0.0]),
-        "efficiency_focused": np.array([0.0, 1.0, 0.0]),
-        "feature_focused": np.array([0.0, 0.0, 1.0]),
-        "adaptive_integration": np.full(d, 1.0 / 3.0),
-    }
-    strategies: dict[str, StrategyDynamics] = {}
-    for name, effort in efforts.items():
-        gain = rate * np.diag(effort)
-        a = -mix @ gain - relaxation * np.eye(d)
-        b = mix @ gain @ np.full(d, target) + relaxation * baseline
-        strategies[name] = StrategyDynamics(
-            A=a.tolist(),
-            b=b.tolist(),
-            diffusion=(sigma * sigma * np.eye(d)).tolist(),
-            description=f"effort {effort.round(3).tolist()}",
+        warnings.warn(
+            f"steerloop.simulate.experiment.{name} moved to steerloop.simulate.sequential "
+            "(also exported by steerloop.simulate)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    return Environment(
-        objectives=("security", "efficiency", "functionality"),
-        strategies=strategies,
-        measurement_noise=measurement_noise,
-        initial_mean=0.4,
-        initial_std=0.05,
-        description=f"interference environment, cross-cost kappa = {strength:g}",
-    )
-
-
-def sequential_policy(*, target: float = 0.8, patience: int = 4, min_dwell: int = 3) -> Policy:
-    """A policy in sequential mode from the end of warm-up on (paper 1, appendix B.3).
-
-    The rule ``sequential`` fires at every step after warm-up; the engine focuses one
-    objective at a time (order by interference, ``auto``) with the strategy emphasising it,
-    advancing when the focused objective reaches ``target`` or stalls for ``patience`` steps,
-    and starts a new round when a round completes.
-    """
-    from steerloop.policies.schema import Policy
-
-    prompts = {
-        "security_focused": ("Make the code secure.", {"security": 1.0}),
-        "efficiency_focused": ("Make the code fast.", {"efficiency": 1.0}),
-        "feature_focused": ("Make the code complete.", {"functionality": 1.0}),
-        "adaptive_integration": (
-            "Improve {objectives} together.",
-            {"security": 1.0, "efficiency": 1.0, "functionality": 1.0},
-        ),
-    }
-    return Policy.model_validate(
-        {
-            "name": "sequential",
-            "objectives": ["security", "efficiency", "functionality"],
-            "strategies": {
-                name: {"prompt": prompt, "emphasis": emphasis}
-                for name, (prompt, emphasis) in prompts.items()
-            },
-            "initial": "adaptive_integration",
-            "switching": {"min_dwell": min_dwell},
-            "rules": [
-                {
-                    "name": "one-at-a-time",
-                    "when": {"metric": "step", "above": 0},
-                    "then": {
-                        "sequential": {
-                            "order": "auto",
-                            "target": target,
-                            "patience": patience,
-                            "exit_above": 1.0,
-                        }
-                    },
-                }
-            ],
-        }
-    )
-
-
-class InterferenceStudy(_Model):
-    """Result of :func:`sequential_vs_simultaneous`: one experiment per strength κ."""
-
-    strengths: list[float]
-    experiments: list[ExperimentReport]
-
-    def winner(self, strength: float, metric: str = "final_min_mean") -> str:
-        """Name of the policy with the larger ``metric`` at ``strength``."""
-        report = self.experiments[self.strengths.index(strength)]
-        return max(report.policies.values(), key=lambda o: float(getattr(o, metric) or 0.0)).name
-
-
-def sequential_vs_simultaneous(
-    *,
-    strengths: Sequence[float] = (0.0, 0.25, 0.45),
-    sessions: int = 100,
-    steps: int = 50,
-    seed: int = 0,
-    target: float = 0.7,
-    progress: Progress | None = None,
-) -> InterferenceStudy:
-    """Paper 1's open question 3: sequential (one objective at a time) vs simultaneous.
-
-    For each κ in ``strengths`` runs ``sequential`` (:func:`sequential_policy` through the
-    Controller) and ``simultaneous`` (static ``adaptive_integration``) on
-    :func:`interference_environment` (κ) with common random numbers, and reports both
-    (:class:`ExperimentReport`: final means, worst objective, hypervolume, steps to target).
-
-    Examples
-    --------
-    >>> study = sequential_vs_simultaneous(strengths=(0.45,), sessions=5, steps=30)
-    >>> sorted(study.experiments[0].policies)
-    ['sequential', 'simultaneous']
-    """
-    policy = sequential_policy()
-    experiments = [
-        run_experiment(
-            interference_environment(kappa),
-            {"sequential": policy, "simultaneous": "adaptive_integration"},
-            sessions,
-            steps,
-            seed,
-            target=target,
-            progress=progress,
-        )
-        for kappa in strengths
-    ]
-    return InterferenceStudy(strengths=[float(k) for k in strengths], experiments=experiments)
+        return getattr(sequential, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

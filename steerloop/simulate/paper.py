@@ -68,15 +68,22 @@ Examples
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from steerloop.simulate.environment import Environment, StrategyDynamics
+
+if TYPE_CHECKING:
+    from steerloop.analysis.fit import AnalysisReport
 
 __all__ = [
     "PAPER_FIGURES",
     "PAPER_OBJECTIVES",
     "PAPER_STRATEGIES",
     "paper_environment",
+    "paper_table",
 ]
 
 #: Objective order of the paper environment.
@@ -181,3 +188,84 @@ def paper_environment(*, measurement_noise: float = 0.01) -> Environment:
         initial_std=0.06,
         description="Calibrated to Shukla & Joshi, arXiv 2510.10739 (see steerloop.simulate.paper)",
     )
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _row(figure: str, paper: str, reproduced: str, ok: bool) -> dict[str, Any]:
+    return {"figure": figure, "paper": paper, "reproduced": reproduced, "ok": bool(ok)}
+
+
+def paper_table(report: AnalysisReport) -> list[dict[str, Any]]:
+    """The reproduced paper-1 figures next to the paper's, with the tolerance tested.
+
+    Each row: ``figure``, ``paper`` (text), ``reproduced`` (text), ``ok`` (within the
+    stated tolerance of ``tests/simulate/test_paper.py``).
+    """
+    s = report.strategies
+
+    def rate(name: str) -> float | None:
+        return s[name].rate if name in s else None
+
+    def r2(name: str) -> float | None:
+        return s[name].r2 if name in s else None
+
+    def regime(name: str) -> str:
+        return s[name].regime if name in s else "—"
+
+    def within(value: float | None, target: float, tol: float) -> bool:
+        return value is not None and abs(value - target) <= tol
+
+    ff = s.get("feature_focused")
+    ff_final = (ff.final_means or {}).get("security") if ff is not None else None
+    known = {name: v for name in s if (v := r2(name)) is not None}
+    highest = max(known, key=known.__getitem__) if known else None
+    lowest = min(known, key=known.__getitem__) if known else None
+    fe = report.interference_value("functionality", "efficiency")
+    fs = report.interference_value("functionality", "security")
+    sf = s.get("security_focused")
+    sf_pair = ""
+    if sf is not None and sf.eigenvalues:
+        re, im = sf.eigenvalues[0]
+        sf_pair = f" (λ = {re:.2f} ± {abs(im):.2f}i)"
+    ef_rate, ff_rate = rate("efficiency_focused"), rate("feature_focused")
+    ai_r2, ff_r2 = r2("adaptive_integration"), r2("feature_focused")
+    return [
+        _row(
+            "EF rate ρ, regime",
+            "0.33, exponential",
+            f"{_fmt(ef_rate)}, {regime('efficiency_focused')}",
+            within(ef_rate, 0.33, 0.02) and regime("efficiency_focused") == "exponential",
+        ),
+        _row("FF rate ρ", "1.29", _fmt(ff_rate), within(ff_rate, 1.29, 0.06)),
+        _row(
+            "FF final security",
+            "0.0",
+            _fmt(ff_final),
+            ff_final is not None and ff_final <= 0.05,
+        ),
+        _row(
+            "SF regime",
+            "oscillatory",
+            regime("security_focused") + sf_pair,
+            regime("security_focused") == "oscillatory",
+        ),
+        _row(
+            "AI R² (highest)",
+            "0.74",
+            f"{_fmt(ai_r2)} (highest: {highest})",
+            within(ai_r2, 0.74, 0.02) and highest == "adaptive_integration",
+        ),
+        _row(
+            "FF R² (lowest)",
+            "0.50",
+            f"{_fmt(ff_r2)} (lowest: {lowest})",
+            lowest == "feature_focused",
+        ),
+        _row("interference functionality–efficiency", "-0.17", _fmt(fe), within(fe, -0.17, 0.06)),
+        _row("interference functionality–security", "-0.09", _fmt(fs), within(fs, -0.09, 0.03)),
+    ]

@@ -221,3 +221,23 @@ def test_arrays_input_must_match_objectives() -> None:
     data = TrajectoryArrays.from_records([rec("s", 0, "x", 0.1, 0.2)], ["a", "b"])
     with pytest.raises(ValueError, match="differ"):
         fit_trajectories(data, objectives=["b", "a"])
+
+
+def test_warnings_name_every_fit_the_data_cannot_support() -> None:
+    records = [rec("s", i, "x", 0.1 + 0.05 * i, 0.5 - 0.02 * i**1.5) for i in range(9)]
+    records += [rec("s", 9, "y", 0.6, 0.4), rec("s", 10, "y", 0.62, 0.41)]
+    report = fit_trajectories(records)
+    x, y = report.strategies["x"], report.strategies["y"]
+    assert x.drift is not None and x.rate_stderr is not None and "only 8 transitions" in x.note
+    assert y.drift is None and "too few transitions (2; a fit needs at least 4)" in y.note
+    lines = report.warnings()
+    assert lines[0].startswith("strategy x: only 8 transitions for 3 regressors")
+    assert lines[1] == "strategy y: too few transitions (2; a fit needs at least 4)"
+    assert any(line.startswith("interference: only 10 increments") for line in lines)
+    assert lines[-1].startswith("severity: only 10 transitions")
+
+
+def test_known_dynamics_need_no_warning(known_report: AnalysisReport) -> None:
+    assert known_report.warnings() == []
+    for fit in known_report.strategies.values():
+        assert fit.rate_stderr is not None and 0.0 < fit.rate_stderr < 0.05

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,6 @@ from hypothesis import strategies as st
 
 from steerloop.analysis import (
     TrajectoryArrays,
-    TrajectoryFormatError,
     TrajectoryHeader,
     TrajectoryRecord,
     TrajectoryRecorder,
@@ -23,6 +23,7 @@ from steerloop.analysis import (
     read_jsonl,
     write_jsonl,
 )
+from steerloop.errors import TrajectoryFormatError
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
 HEADER = json.dumps({"format": "steerloop.trajectories", "version": 1, "objectives": ["a", "b"]})
@@ -79,7 +80,7 @@ def test_file_paths(tmp_path: Path) -> None:
         ("", None, "empty file"),
         ('{"session": "s"}\n', 1, "first line must be the header"),
         ("not json\n", 1, "not valid JSON"),
-        (HEADER.replace('"version": 1', '"version": 2') + "\n", 1, "bad header"),
+        (HEADER.replace('"version": 1', '"version": 3') + "\n", 1, "bad header"),
         (HEADER + "\n\n{oops\n", 3, "not valid JSON"),
         (HEADER + '\n{"session": "s", "step": -1, "strategy": "x", "scores": {}}\n', 2, "step"),
         (
@@ -155,15 +156,66 @@ def test_recorder_as_controller_listener() -> None:
     decision = SimpleNamespace(
         step=1,
         previous_strategy="x",
-        diagnostics={"score.a": 0.25, "score.b": None, "severity.value": 0.75},
+        rule="runaway",
+        changed=True,
+        diagnostics={
+            "score.a": 0.25,
+            "score.b": None,
+            "objective.a": 0.3,
+            "objective.b": 0.5,
+            "severity.value": 0.75,
+        },
     )
     recorder(session, decision)
     log = read_jsonl(io.StringIO(stream.getvalue()))
+    assert log.header.version == 2
     assert log.records == [
         TrajectoryRecord(
-            session="user-7", step=0, strategy="x", scores={"a": 0.25, "b": None}, severity=0.75
+            session="user-7",
+            step=0,
+            strategy="x",
+            scores={"a": 0.25, "b": None},
+            severity=0.75,
+            filtered={"a": 0.3, "b": 0.5},
+            rule="runaway",
+            switched=True,
         )
     ]
+
+
+def test_recorder_on_a_real_controller_writes_what_the_timeline_needs() -> None:
+    from steerloop.controller.session import Controller
+
+    controller = Controller(preset="paper")
+    stream = io.StringIO()
+    recorder = TrajectoryRecorder(stream, OBJECTIVES)
+    controller.add_listener(recorder)
+    session = controller.session("u")
+    rng = np.random.default_rng(0)
+    decisions = []
+    for _ in range(12):
+        scores = dict(zip(OBJECTIVES, rng.uniform(0.2, 0.9, 3).tolist(), strict=True))
+        decisions.append(session.update(scores))
+    records = read_jsonl(io.StringIO(stream.getvalue())).records
+    assert [r.step for r in records] == list(range(12))
+    for record, decision in zip(records, decisions, strict=True):
+        assert record.filtered == {o: decision.diagnostics[f"objective.{o}"] for o in OBJECTIVES}
+        assert (record.rule, record.switched) == (decision.rule, decision.changed)
+        assert record.strategy == decision.previous_strategy
+    assert any(r.switched for r in records) and any(r.rule and not r.switched for r in records)
+    for before, after in itertools.pairwise(records):
+        assert before.switched == (before.strategy != after.strategy)
+
+
+def test_version_1_files_still_read_and_new_fields_are_checked() -> None:
+    v1 = HEADER + '\n{"session": "s", "step": 0, "strategy": "x", "scores": {"a": 0.5}}\n'
+    log = read_jsonl(io.StringIO(v1))
+    assert log.header.version == 1 and log.records[0].filtered is None
+    bad = HEADER + (
+        '\n{"session": "s", "step": 0, "strategy": "x", "scores": {}, "filtered": {"c": 0.5}}\n'
+    )
+    with pytest.raises(TrajectoryFormatError, match="filtered has unknown objective"):
+        read_jsonl(io.StringIO(bad))
 
 
 def test_arrays_shapes_are_checked() -> None:
@@ -178,3 +230,16 @@ def test_arrays_shapes_are_checked() -> None:
             scores=np.zeros((2, 2)),
             severity=np.zeros(2),
         )
+
+
+def test_trajectory_format_error_moved_to_errors_with_deprecated_old_paths() -> None:
+    import steerloop.analysis
+    import steerloop.analysis.trajectory
+
+    for module in (steerloop.analysis, steerloop.analysis.trajectory):
+        with pytest.warns(DeprecationWarning, match="import it from steerloop.errors"):
+            old = module.TrajectoryFormatError  # type: ignore[attr-defined]
+        assert old is TrajectoryFormatError
+    assert issubclass(TrajectoryFormatError, ValueError)
+    with pytest.raises(AttributeError):
+        _ = steerloop.analysis.no_such_name  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Tests of steerloop.simulate.experiment: hypervolume, the experiment runner, open question 3."""
+"""Tests of steerloop.simulate.experiment: hypervolume and the experiment runner."""
 
 from __future__ import annotations
 
@@ -14,13 +14,8 @@ from steerloop.analysis import TrajectoryRecorder, fit_trajectories, read_jsonl
 from steerloop.policies.loader import load_preset
 from steerloop.policies.schema import Policy
 from steerloop.simulate import paper_environment
-from steerloop.simulate.experiment import (
-    hypervolume,
-    interference_environment,
-    run_experiment,
-    sequential_policy,
-    sequential_vs_simultaneous,
-)
+from steerloop.simulate.experiment import hypervolume, run_experiment
+from steerloop.simulate.sequential import sequential_policy
 
 
 def monte_carlo_hypervolume(points: np.ndarray, samples: int, seed: int) -> float:
@@ -119,6 +114,33 @@ def test_progress_and_recorder() -> None:
     assert len(log.records) == 2 * 4 * 12
     assert {r.session.split("/")[0] for r in log.records} == {"SF", "seq"}
     assert fit_trajectories(log).sessions == 8
+    static = [r for r in log.records if r.session.startswith("SF/")]
+    steered = [r for r in log.records if r.session.startswith("seq/")]
+    assert all(r.filtered is None and r.rule is None and r.switched is None for r in static)
+    assert all(r.filtered is not None and r.switched is not None for r in steered)
+    assert any(r.rule == "one-at-a-time" for r in steered)
+    by_session: dict[str, list[str]] = {}
+    for record in sorted(steered, key=lambda r: (r.session, r.step)):
+        by_session.setdefault(record.session, []).append(record.strategy)
+    for record in steered:
+        run = by_session[record.session]
+        if record.step + 1 < len(run):  # a switch after step t shows in step t + 1's strategy
+            assert record.switched == (run[record.step] != run[record.step + 1])
+
+
+def test_record_sessions_limits_what_is_recorded_but_not_the_outcome() -> None:
+    env = paper_environment()
+    policies = {"AI": "adaptive_integration", "paper": load_preset("paper")}
+    stream = io.StringIO()
+    recorder = TrajectoryRecorder(stream, env.objectives)
+    limited = run_experiment(env, policies, 5, 10, seed=1, recorder=recorder, record_sessions=2)
+    full = run_experiment(env, policies, 5, 10, seed=1)
+    sessions = {r.session for r in read_jsonl(io.StringIO(stream.getvalue())).records}
+    assert sessions == {"AI/0000", "AI/0001", "paper/0000", "paper/0001"}
+    for name in policies:
+        assert limited.policies[name].final_means == pytest.approx(
+            full.policies[name].final_means, rel=1e-12
+        )
 
 
 def test_policy_environment_mismatch_is_reported() -> None:
@@ -145,31 +167,3 @@ def test_policy_environment_mismatch_is_reported() -> None:
         run_experiment(env, {"nope": "nope"}, 2, 2, seed=0)
     with pytest.raises(ValueError, match=">= 1"):
         run_experiment(env, {}, 0, 2, seed=0)
-
-
-def test_interference_environment_mechanism() -> None:
-    """Focus strategies: negatively correlated increments ∝ κ; simultaneous slows as κ → ½."""
-    weak = interference_environment(0.0)
-    strong = interference_environment(0.45)
-    assert strong.equilibrium("adaptive_integration") is not None
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.2, 0.6, size=(4000, 3))
-    nxt = strong.step(x, "security_focused", rng)
-    corr = np.corrcoef((nxt - x).T)
-    assert corr[0, 1] < -0.5 and corr[0, 2] < -0.5
-    slow = -np.linalg.eigvals(np.asarray(strong.strategies["adaptive_integration"].A)).real.max()
-    fast = -np.linalg.eigvals(np.asarray(weak.strategies["adaptive_integration"].A)).real.max()
-    assert slow < 0.3 * fast
-    with pytest.raises(ValueError):
-        interference_environment(-0.1)
-
-
-def test_sequential_vs_simultaneous_small() -> None:
-    study = sequential_vs_simultaneous(strengths=(0.0, 0.45), sessions=8, steps=40, seed=2)
-    assert study.strengths == [0.0, 0.45]
-    for report in study.experiments:
-        assert set(report.policies) == {"sequential", "simultaneous"}
-        assert report.policies["sequential"].kind == "steered"
-    strong = study.experiments[1].policies
-    assert strong["sequential"].sequential_share > 0.5
-    assert study.winner(0.45) in {"sequential", "simultaneous"}

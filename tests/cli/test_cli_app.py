@@ -1,4 +1,5 @@
-"""The ``steerloop`` command line: validate and schema (in-process and as a subprocess)."""
+"""The ``steerloop`` command line: the registry, conventions shared by every command,
+validate and schema (in-process and as a subprocess)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -14,15 +16,17 @@ import pytest
 from steerloop.cli import COMMANDS, Command, build_parser, main, register
 from steerloop.policies import policy_json_schema
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PAPER = ROOT / "steerloop" / "policies" / "presets" / "paper.yaml"
 CORPUS = ROOT / "tests" / "policies" / "corpus"
 DESIGN_EXAMPLE = ROOT / "tests" / "policies" / "data" / "design_example.yaml"
 
 
-def _run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, stdin: bytes | None = None, module: str = "steerloop"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "steerloop.cli", *args],
+        [sys.executable, "-m", module, *args],
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,
         text=True,
@@ -50,10 +54,32 @@ def test_subprocess_validate_lists_every_error_of_every_file() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_subprocess_schema() -> None:
-    result = _run("schema")
+@pytest.mark.parametrize("module", ["steerloop", "steerloop.cli"])
+def test_subprocess_schema_with_python_dash_m(module: str) -> None:
+    result = _run("schema", module=module)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == policy_json_schema()
+
+
+@pytest.mark.timeout(180)
+def test_subprocess_version_and_help_import_nothing_heavy() -> None:
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout == f"steerloop {version('steerloop')}\n"
+    code = (
+        "import sys\n"
+        "from steerloop.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('numpy', 'pydantic', 'yaml', 'matplotlib', 'rich', 'scipy', 'filterpy')\n"
+        "print(','.join(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "usage: steerloop" in result.stdout
+    assert result.stderr.strip() == ""
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -141,14 +167,40 @@ def test_usage_errors_exit_with_2(argv: list[str], capsys: pytest.CaptureFixture
     assert "usage: steerloop" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["validate", "schema"])
-def test_help_texts_have_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+BUILT_IN = ["demo", "simulate", "analyze", "plot", "validate", "schema"]
+
+
+def test_every_built_in_command_is_registered() -> None:
+    assert list(COMMANDS) == BUILT_IN
+
+
+@pytest.mark.parametrize("command", BUILT_IN)
+def test_help_texts_have_examples_and_json(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as caught:
         main([command, "--help"])
     assert caught.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out
     assert f"steerloop {command}" in out
+    assert "--json" in out  # README: every command takes --json
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"steerloop {version('steerloop')}\n"
+
+
+def test_schema_json_with_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "schema.json"
+    assert main(["schema", "--json", "-o", str(target)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document == {"output": str(target), "bytes": target.stat().st_size}
+    assert main(["schema", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == policy_json_schema()
 
 
 def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:

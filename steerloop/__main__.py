@@ -1,0 +1,5 @@
+"""``python -m steerloop``: the same as the ``steerloop`` command."""
+
+from steerloop.cli.app import main
+
+raise SystemExit(main())
