@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from steerloop.controller import _linalg
 from steerloop.controller.diagnostics import DiagnosticValue, LazyDiagnostics
 from steerloop.controller.drift import DriftModel
+from steerloop.controller.events import SteerloopEvents
 from steerloop.controller.interference import InterferenceTracker
 from steerloop.controller.kalman import ObjectiveFilter
 from steerloop.controller.severity import SeverityModel
@@ -770,6 +771,10 @@ class Controller:
         :class:`~steerloop.stores.RedisStore`): :meth:`session` gets or creates through it and
         :meth:`Session.update` becomes a compare-and-set read–modify–write. ``None``
         (default): sessions live in this controller only.
+    events : bool
+        Log decision events through ``structlog.get_logger("steerloop")`` (default; see
+        :mod:`steerloop.controller.events`); ``False`` logs none. :attr:`events` holds the
+        emitter (``None`` when off).
 
     Examples
     --------
@@ -789,6 +794,7 @@ class Controller:
         strict: bool = False,
         scorers: list[Scorer] | None = None,
         store: StateStore | None = None,
+        events: bool = True,
     ) -> None:
         if (policy is None) == (preset is None):
             raise ValueError("give exactly one of policy or preset")
@@ -810,6 +816,9 @@ class Controller:
         self._engine = PolicyEngine(self._policy)
         self._scorer = self._build_scorer(self._policy)
         self._store = store
+        self.events: SteerloopEvents | None = None
+        if events:
+            SteerloopEvents().bind(self)  # sets self.events
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Controller:
