@@ -621,7 +621,7 @@ def test_decisions_are_identical_with_telemetry_on_off_and_unbound() -> None:
 
 
 def test_a_telemetry_failure_never_breaks_a_strict_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    controller = Controller(small_policy(), strict=True)
+    controller = Controller(small_policy(), strict=True, events=False)
     metrics = SteerloopMetrics()
     metrics.bind(controller)
 
