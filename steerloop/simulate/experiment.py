@@ -318,7 +318,8 @@ def _run_steered(
     order = _check_policy(env, name, policy)
     objectives = list(policy.objectives)
     severity_rules = _severity_rules(policy)
-    controller = Controller(policy)
+    # Hundreds of simulated sessions: their per-session events would drown the report.
+    controller = Controller(policy, events=False)
     sessions, steps = tally.sessions, tally.steps
     handles = [controller.session(f"{name}/{i:04d}") for i in range(sessions)]
     current = [handle.strategy for handle in handles]
