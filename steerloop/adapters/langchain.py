@@ -4,7 +4,9 @@
 and, per call:
 
 1. takes the session id from ``config["configurable"][session_key]`` (default key
-   ``"session_id"``, the same key ``RunnableWithMessageHistory`` uses);
+   ``"session_id"``, the same key ``RunnableWithMessageHistory`` uses); like that class it
+   raises ``ValueError`` when the key is missing (or misspelled), so different users are
+   never merged into one session — unless you opt in with ``default_session="..."``;
 2. injects the session's current strategy prompt — as a leading ``SystemMessage`` for chat
    input (a previous steerloop system message is replaced, never stacked), or as a named
    variable for dict input (for a ``ChatPromptTemplate`` with a ``{steering_prompt}`` slot);
@@ -44,7 +46,12 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 
-from steerloop.adapters._common import Observer, Scoring, decision_payload
+from steerloop.adapters._common import (
+    Observer,
+    Scoring,
+    decision_payload,
+    require_session_id,
+)
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -119,8 +126,9 @@ class SteeredRunnable(Runnable[Input, Output]):
         The controller holding the sessions.
     session_key : str
         ``config["configurable"]`` key holding the session id.
-    default_session : str
-        Session id used when the config carries none.
+    default_session : str | None
+        Session id used when the config carries none. ``None`` (default): such a call
+        raises ``ValueError`` before the wrapped Runnable runs.
     prompt_variable : str | None
         Key the prompt is passed under for dict input; ``None`` means ``"steering_prompt"``.
     scorer : Scoring | None
@@ -164,7 +172,7 @@ class SteeredRunnable(Runnable[Input, Output]):
         controller: Controller,
         *,
         session_key: str = "session_id",
-        default_session: str = "default",
+        default_session: str | None = None,
         prompt_variable: str | None = None,
         scorer: Scoring | None = None,
         strict: bool | None = None,
@@ -178,7 +186,7 @@ class SteeredRunnable(Runnable[Input, Output]):
         self.default_session = default_session
         self.prompt_variable = prompt_variable or DEFAULT_PROMPT_VARIABLE
         self.name = name
-        self._observer = Observer(controller, "runnable", score=scorer, strict=strict)
+        self._observer = Observer(controller, "runnable", scorer=scorer, strict=strict)
         self._messages: dict[str, SystemMessage] = {}
 
     # -- Runnable plumbing ----------------------------------------------------------------
@@ -221,11 +229,18 @@ class SteeredRunnable(Runnable[Input, Output]):
     # -- preparing a call -----------------------------------------------------------------
 
     def session_for(self, config: RunnableConfig | None) -> Session:
-        """The session a call with this config is steered by."""
+        """The session a call with this config is steered by (``ValueError`` if none)."""
         configurable = (config or {}).get("configurable") or {}
-        return self.controller.session(
-            str(configurable.get(self.session_key, self.default_session))
+        session_id = require_session_id(
+            configurable,
+            self.session_key,
+            self.default_session,
+            adapter="SteeredRunnable",
+            where="config['configurable']",
+            example=f"chain.invoke(input, config={{'configurable': {{{self.session_key!r}: "
+            "'user-42'}})",
         )
+        return self.controller.session(session_id)
 
     def _system_message(self, prompt: str) -> SystemMessage:
         message = self._messages.get(prompt)
@@ -540,8 +555,10 @@ class SteeringCallbackHandler(BaseCallbackHandler):
     ----------
     controller : Controller
         The controller holding the sessions.
-    session_id : str
-        Session used when the run's metadata carries no ``session_key``.
+    session_id : str | None
+        Session used when the run's metadata carries no ``session_key``. ``None`` (default):
+        such a run raises ``ValueError`` from the model call, so different users are never
+        merged into one session.
     session_key : str
         Metadata key holding the session id (``config={"metadata": {"session_id": ...}}``;
         LangGraph puts ``thread_id`` there, so ``session_key="thread_id"`` works in graphs).
@@ -550,8 +567,8 @@ class SteeringCallbackHandler(BaseCallbackHandler):
         controller's scorers. The output is the generated ``AIMessage`` for chat models, the
         text for LLMs.
     strict : bool | None
-        Re-raise faults (the callback manager then propagates them); ``None`` follows
-        ``controller.strict``.
+        Re-raise scorer/controller faults (the callback manager then propagates them);
+        ``None`` follows ``controller.strict``.
 
     Examples
     --------
@@ -571,7 +588,7 @@ class SteeringCallbackHandler(BaseCallbackHandler):
         self,
         controller: Controller,
         *,
-        session_id: str = "default",
+        session_id: str | None = None,
         session_key: str = "session_id",
         scorer: Scoring | None = None,
         strict: bool | None = None,
@@ -580,8 +597,10 @@ class SteeringCallbackHandler(BaseCallbackHandler):
         self.controller = controller
         self.session_id = session_id
         self.session_key = session_key
-        self._observer = Observer(controller, "callback", score=scorer, strict=strict)
-        self.raise_error = self._observer.strict
+        self._observer = Observer(controller, "callback", scorer=scorer, strict=strict)
+        # Let a missing session id reach the caller; the observer swallows every other fault
+        # unless strict (which then propagates too).
+        self.raise_error = True
         self._runs: dict[UUID, str] = {}
         self.last_decision: Decision | None = None
 
@@ -591,8 +610,16 @@ class SteeringCallbackHandler(BaseCallbackHandler):
         return self._observer.faults
 
     def _remember(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
-        value = (metadata or {}).get(self.session_key)
-        self._runs[run_id] = self.session_id if value is None else str(value)
+        self._runs[run_id] = require_session_id(
+            metadata,
+            self.session_key,
+            self.session_id,
+            adapter="SteeringCallbackHandler",
+            where="the run's metadata",
+            example=f"model.invoke(input, config={{'metadata': {{{self.session_key!r}: "
+            "'user-42'}, 'callbacks': [handler]})",
+            opt_in="session_id",
+        )
 
     def on_llm_start(
         self,
@@ -621,13 +648,19 @@ class SteeringCallbackHandler(BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Score the first generation and update the session."""
         session_id = self._runs.pop(run_id, self.session_id)
-        if not response.generations or not response.generations[0]:
-            return
+        if session_id is None or not response.generations or not response.generations[0]:
+            return  # a run whose start was not seen has no session to update
         generation = response.generations[0][0]
         output: object = (
             generation.message if isinstance(generation, ChatGeneration) else generation.text
         )
-        session = self.controller.session(session_id)
+        try:
+            session = self.controller.session(session_id)
+        except Exception as error:  # e.g. an unreachable session store
+            if self._observer.strict:
+                raise
+            self._observer.fault("session", error, session_id)
+            return
         self.last_decision = self._observer.observe(session, output)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
