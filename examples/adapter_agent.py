@@ -29,7 +29,8 @@ try:  # the ``agents`` extra: LangChain v1 agents and LangGraph
 except ImportError as error:
     raise SystemExit(
         f"examples/adapter_agent.py needs the 'agents' extra ({error}); install it with: "
-        "pip install 'steerloop[agents]'  (in this repository: .venv/bin/pip install -e '.[agents]')"
+        "pip install 'steerloop[agents]'  (in this repository: "
+        ".venv/bin/pip install -e '.[agents]')"
     ) from None
 
 POLICY = """

@@ -107,7 +107,9 @@ def parse_snippets(text: str, path: Path) -> list[Snippet]:
                 raise ValueError(f"{where}: code block is never closed")
             if fence["lang"] in _PYTHON:
                 directives = pending[1] if pending is not None else {}
-                snippets.append(_snippet(path, index + 2, heading, lines[index + 1 : end], directives))
+                snippets.append(
+                    _snippet(path, index + 2, heading, lines[index + 1 : end], directives)
+                )
             elif pending is not None:
                 kind = fence["lang"] or "plain"
                 raise ValueError(f"{where}: readme-test comment before a {kind} block")

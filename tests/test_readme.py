@@ -195,7 +195,7 @@ def test_a_broken_convention_is_an_error(text: str, message: str) -> None:
 def test_an_unknown_stand_in_or_extra_fails_with_what_is_known() -> None:
     from readme_fakes import provide
 
-    with pytest.raises(KeyError, match="known: .*my_llm"):
+    with pytest.raises(KeyError, match=r"known: .*my_llm"):
         provide(["my_lm"])
     with pytest.raises(AssertionError, match="unknown extra 'agent'"):
         extra_distributions("agent")

@@ -283,11 +283,12 @@ def require_session_id(
     '42'
     >>> require_session_id({}, "session_id", "shared", adapter="A", where="w", example="e")
     'shared'
-    >>> require_session_id({"sessionid": "dave"}, "session_id", None, adapter="SteeredRunnable",
-    ...                    where="config['configurable']", example="...")
-    Traceback (most recent call last):
-    ...
-    ValueError: SteeredRunnable: no 'session_id' in config['configurable'] (found 'sessionid': did you mean 'session_id'?). Each call needs its session id, e.g. ...; or opt in to one shared session with default_session='...'
+    >>> try:
+    ...     require_session_id({"sessionid": "dave"}, "session_id", None,
+    ...                        adapter="Runnable", where="config", example="...")
+    ... except ValueError as error:
+    ...     print(str(error).split(". ")[0])
+    Runnable: no 'session_id' in config (found 'sessionid': did you mean 'session_id'?)
     """
     value = None if values is None else values.get(key)
     if value is not None:

@@ -232,8 +232,7 @@ class SteeringMiddleware(AgentMiddleware[SteeringState, Any]):
             self.default_session,
             adapter="SteeringMiddleware",
             where="config['configurable']",
-            example=f"agent.invoke(input, {{'configurable': {{{self.session_key!r}: "
-            "'user-42'}})",
+            example=f"agent.invoke(input, {{'configurable': {{{self.session_key!r}: 'user-42'}}}})",
         )
 
     def _session(self, state: Mapping[str, Any]) -> Session:

@@ -118,7 +118,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from steerloop.controller.diagnostics import LazyDiagnostics
 from steerloop.controller.listeners import (
