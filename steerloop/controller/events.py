@@ -68,6 +68,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -430,6 +431,9 @@ class SteerloopEvents(ListenerGroup[_EventBinding]):
         self._explicit = logger is not None
         self.include_text = include_text
         self.step_events = step_events
+        # The structlog wrapper class last seen, and whether it lets debug events through.
+        self._wrapper: object = None
+        self._debug = True
 
     @property
     def logger(self) -> Any:
@@ -465,12 +469,25 @@ class SteerloopEvents(ListenerGroup[_EventBinding]):
             controller.events = None
 
     def debug_wanted(self) -> bool:
-        """Whether per-step debug events are worth building (see the module docstring)."""
+        """Whether per-step debug events are worth building (see the module docstring).
+
+        With the default logger: not while structlog is unconfigured, and not when the
+        configured wrapper class filters debug out (``make_filtering_bound_logger``; asked
+        once per wrapper class through its public ``is_enabled_for``). Other wrappers (e.g.
+        structlog's stdlib ``BoundLogger``) decide per call.
+        """
         if self._explicit:
             return True
         import structlog
 
-        return structlog.is_configured()
+        if not structlog.is_configured():
+            return False
+        wrapper = structlog.get_config()["wrapper_class"]
+        if wrapper is not self._wrapper:
+            self._wrapper = wrapper
+            enabled = getattr(self.logger.bind(), "is_enabled_for", None)
+            self._debug = True if enabled is None else bool(enabled(logging.DEBUG))
+        return self._debug
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
         """Log one event at ``level``; a failure is counted, never raised."""

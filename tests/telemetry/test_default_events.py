@@ -138,8 +138,13 @@ def test_a_configured_level_filters_the_step_events() -> None:
         session = Controller(preset="paper").session("demo")
         for _ in range(12):
             session.update({"security": 0.05, "efficiency": 0.9, "functionality": 0.9})
+        print("-- debug from here on")
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        session.update({"security": 0.05, "efficiency": 0.9, "functionality": 0.9})
         """
     )
     assert result.returncode == 0, result.stderr
-    assert STRATEGY_SWITCH in result.stdout
-    assert DECISION not in result.stdout
+    before, after = result.stdout.split("-- debug from here on")
+    assert STRATEGY_SWITCH in before
+    assert DECISION not in before
+    assert DECISION in after  # a reconfiguration is noticed
