@@ -13,16 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
-from langgraph.checkpoint.memory import InMemorySaver
 
 from steerloop import Controller
-from steerloop.adapters.agents import SteeringMiddleware
 from steerloop.policies.loader import parse_policy
+
+try:  # the ``agents`` extra: LangChain v1 agents and LangGraph
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from steerloop.adapters.agents import SteeringMiddleware
+except ImportError as error:
+    raise SystemExit(
+        f"examples/adapter_agent.py needs the 'agents' extra ({error}); install it with: "
+        "pip install 'steerloop[agents]'  (in this repository: "
+        ".venv/bin/pip install -e '.[agents]')"
+    ) from None
 
 POLICY = """
 version: 1

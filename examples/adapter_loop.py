@@ -52,7 +52,7 @@ def main() -> None:
     controller = Controller(parse_policy(POLICY))
 
     # 1. The decorator: call generate(task); the prompt is injected as the first argument.
-    @steer(controller, session_id="decorated", score=score_code)
+    @steer(controller, session_id="decorated", scorer=score_code)
     def generate(prompt: str, task: str) -> str:
         return fake_llm(prompt, task)
 
@@ -67,7 +67,7 @@ def main() -> None:
     # 2. The iterator: refine until both raw scores reach 0.8, at most 10 steps.
     print("== steered_steps")
     loop = steered_steps(
-        controller.session("refine"), max_steps=10, target=0.8, metric="score", score=score_code
+        controller.session("refine"), max_steps=10, target=0.8, metric="score", scorer=score_code
     )
     for step in loop:
         decision = step.observe(fake_llm(step.prompt, "parse a literal"))

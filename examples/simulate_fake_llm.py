@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from steerloop.controller.session import Controller
+from steerloop.controller import Controller
 from steerloop.policies.loader import load_preset
 from steerloop.simulate import FakeScoredModel, SimulatedScoresScorer, paper_environment
 

@@ -6,8 +6,9 @@ the paper preset switches strategies, enters sequential mode and raises severity
 
 * metrics: ``SteerloopMetrics`` on its own registry, served on http://127.0.0.1:9464/metrics
   (point Prometheus at it and import ``examples/grafana/steerloop.json`` into Grafana);
-* events: ``SteerloopEvents`` logs switches, alarms and regime changes through structlog.
-  The *application* configures structlog (here: JSON lines); the library never does.
+* events: every controller logs switches, alarms and regime changes through
+  ``structlog.get_logger("steerloop")`` (and each step at debug level). The *application*
+  configures structlog (here: JSON lines at info level and above); the library never does.
 
 Run: ``python examples/telemetry_prometheus.py [--steps 200] [--serve 60]``
 """
@@ -15,13 +16,14 @@ Run: ``python examples/telemetry_prometheus.py [--steps 200] [--serve 60]``
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 import numpy as np
 import structlog
 
 from steerloop import Controller
-from steerloop.telemetry import SteerloopEvents, SteerloopMetrics, serve_metrics
+from steerloop.telemetry import SteerloopMetrics, serve_metrics
 
 OBJECTIVES = ("security", "efficiency", "functionality")
 TARGETS = {
@@ -45,12 +47,12 @@ def main() -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.JSONRenderer(),
-        ]
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),  # no per-step lines
     )
-    controller = Controller(preset="paper")
+    controller = Controller(preset="paper")  # logs its events; events=False turns them off
     metrics = SteerloopMetrics()  # a registry of its own; pass prometheus_client.REGISTRY to share
     metrics.bind(controller)
-    SteerloopEvents().bind(controller)  # include_text=True would add prompts to switch events
     exporter = serve_metrics(args.port, registry=metrics)
     print(f"metrics on {exporter.url}")
 

@@ -3,8 +3,9 @@
 * :mod:`steerloop.adapters.loop` — plain Python: :func:`~steerloop.adapters.loop.steer`
   (decorator) and :func:`~steerloop.adapters.loop.steered_steps` (run until a target);
 * :mod:`steerloop.adapters.langchain` — langchain-core:
-  :class:`~steerloop.adapters.langchain.SteeredRunnable` and
-  :class:`~steerloop.adapters.langchain.SteeringCallbackHandler`;
+  :class:`~steerloop.adapters.langchain.SteeredRunnable` and the observe-only
+  :class:`~steerloop.adapters.callbacks.SteeringCallbackHandler` (also importable from
+  :mod:`steerloop.adapters.langchain`);
 * :mod:`steerloop.adapters.agents` — LangChain v1 agents (extra ``agents``):
   :class:`~steerloop.adapters.agents.SteeringMiddleware`.
 
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steerloop.adapters.agents import SteeringMiddleware
-    from steerloop.adapters.langchain import SteeredRunnable, SteeringCallbackHandler
+    from steerloop.adapters.callbacks import SteeringCallbackHandler
+    from steerloop.adapters.langchain import SteeredRunnable
     from steerloop.adapters.loop import SteeredLoop, Step, steer, steered_steps
 
 __all__ = [
@@ -38,7 +40,7 @@ _HOMES = {
     "steer": "loop",
     "steered_steps": "loop",
     "SteeredRunnable": "langchain",
-    "SteeringCallbackHandler": "langchain",
+    "SteeringCallbackHandler": "callbacks",
     "SteeringMiddleware": "agents",
 }
 

@@ -9,16 +9,18 @@ instead of a :class:`~steerloop.controller.session.Decision`. ``strict=True`` re
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import threading
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import structlog
 
 if TYPE_CHECKING:
-    from steerloop.controller.session import Controller, Decision, Session
+    from steerloop.controller import Controller, Decision, Session
     from steerloop.scoring.base import CompositeScorer, Scorer
 
 __all__ = [
@@ -28,13 +30,15 @@ __all__ = [
     "Target",
     "TargetMetric",
     "decision_payload",
+    "renamed_scorer",
+    "require_session_id",
     "resolve_target",
     "target_met",
 ]
 
 #: A plain scoring function: ``fn(response) -> {objective: score}`` (sync or async).
 ScoreFn: TypeAlias = Callable[[Any], "Mapping[str, object] | Awaitable[Mapping[str, object]]"]
-#: What adapters accept as ``score``/``scorer``: a plain function or a steerloop ``Scorer``.
+#: What adapters accept as ``scorer``: a plain function or a steerloop ``Scorer``.
 Scoring: TypeAlias = "ScoreFn | Scorer"
 #: A target: one level for every objective, or a level per named objective.
 Target: TypeAlias = "float | Mapping[str, float]"
@@ -53,7 +57,7 @@ class Observer:
         The controller whose sessions are updated.
     adapter : str
         Adapter name used in log events (``"loop"``, ``"runnable"``, ...).
-    score : Scoring | None
+    scorer : Scoring | None
         ``fn(response) -> {objective: score}``, or a steerloop ``Scorer`` (run through a
         fail-open ``CompositeScorer``); ``None`` scores with the controller's scorers
         (:meth:`Session.observe`).
@@ -70,35 +74,35 @@ class Observer:
         controller: Controller,
         adapter: str,
         *,
-        score: Scoring | None = None,
+        scorer: Scoring | None = None,
         strict: bool | None = None,
         require_scorer: bool = True,
     ) -> None:
-        if require_scorer and score is None and controller.scorer is None:
+        if require_scorer and scorer is None and controller.scorer is None:
             raise ValueError(
-                f"{adapter}: the controller has no scorers; pass score=fn(response) -> "
-                "{objective: score}, or build the controller with scorers=[...] or a policy "
-                "that lists scorers"
+                f"{adapter}: the controller has no scorers; pass scorer=fn(response) -> "
+                "{objective: score} (or a steerloop Scorer), or build the controller with "
+                "scorers=[...] or a policy that lists scorers"
             )
-        if score is not None and not callable(score) and not hasattr(score, "score"):
+        if scorer is not None and not callable(scorer) and not hasattr(scorer, "score"):
             raise TypeError(
-                f"{adapter}: score must be fn(response) -> {{objective: score}} or a Scorer, "
-                f"got {type(score).__name__}"
+                f"{adapter}: scorer must be fn(response) -> {{objective: score}} or a Scorer, "
+                f"got {type(scorer).__name__}"
             )
         self._controller = controller
         self._adapter = adapter
         self._strict = controller.strict if strict is None else strict
         self._composite: CompositeScorer | None = None
-        if score is not None and hasattr(score, "objectives") and hasattr(score, "score"):
+        if scorer is not None and hasattr(scorer, "objectives") and hasattr(scorer, "score"):
             from steerloop.scoring.base import CompositeScorer
 
             self._composite = CompositeScorer(
-                [cast("Scorer", score)],
+                [cast("Scorer", scorer)],
                 objectives=controller.policy.objectives,
                 strict=self._strict,
             )
-            score = None
-        self._score = score
+            scorer = None
+        self._score = scorer
         self._faults = 0
         self._lock = threading.Lock()
 
@@ -109,7 +113,7 @@ class Observer:
 
     @property
     def can_score(self) -> bool:
-        """Whether a response can be scored (a ``score`` function or controller scorers)."""
+        """Whether a response can be scored (a ``scorer`` or the controller's scorers)."""
         return (
             self._score is not None
             or self._composite is not None
@@ -159,8 +163,8 @@ class Observer:
                 if inspect.isawaitable(scores):
                     _close(scores)
                     raise TypeError(
-                        "score= returned an awaitable in a synchronous call; use the async "
-                        "path (ainvoke/astream/await) or a synchronous score function"
+                        "scorer= returned an awaitable in a synchronous call; use the async "
+                        "path (ainvoke/astream/await) or a synchronous scorer"
                     )
                 stage = "update"
                 decision = session.update(scores)
@@ -174,7 +178,7 @@ class Observer:
     async def aobserve(
         self, session: Session, response: object, context: Mapping[str, Any] | None = None
     ) -> Decision | None:
-        """Async twin of :meth:`observe` (awaits an async ``score`` function)."""
+        """Async twin of :meth:`observe` (awaits an async ``scorer`` function)."""
         stage = "score"
         try:
             if self._composite is not None:
@@ -227,6 +231,77 @@ class Observer:
                 raise
             self.fault("prompt", error, session.id)
             return ""
+
+
+def renamed_scorer(scorer: Scoring | None, score: Scoring | None, where: str) -> Scoring | None:
+    """``scorer``, or the deprecated ``score=`` spelling of it (with a ``DeprecationWarning``).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     renamed_scorer(None, len, "steer()") is len
+    True
+    >>> str(caught[0].message).split(";")[0]
+    'steer(score=...) is deprecated'
+    """
+    if score is None:
+        return scorer
+    if scorer is not None:
+        raise TypeError(f"{where}: pass scorer= only (score= is its deprecated old name)")
+    warnings.warn(
+        f"{where.removesuffix('()')}(score=...) is deprecated; use scorer=..., the name every "
+        "steerloop adapter takes (score= stops working in the next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return score
+
+
+def require_session_id(
+    values: Mapping[str, Any] | None,
+    key: str,
+    default: str | None,
+    *,
+    adapter: str,
+    where: str,
+    example: str,
+    opt_in: str = "default_session",
+) -> str:
+    """The session id under ``key`` in ``values``; ``default`` when absent, else an error.
+
+    Calls of different users must never be merged into one session by accident, so a missing
+    (or misspelled) key is a ``ValueError`` naming the key, what was found instead and how to
+    pass it — unless the adapter was given a default (its ``opt_in`` argument) to opt in to
+    sharing one session.
+
+    Examples
+    --------
+    >>> require_session_id({"session_id": 42}, "session_id", None, adapter="A", where="w",
+    ...                    example="e")
+    '42'
+    >>> require_session_id({}, "session_id", "shared", adapter="A", where="w", example="e")
+    'shared'
+    >>> try:
+    ...     require_session_id({"sessionid": "dave"}, "session_id", None,
+    ...                        adapter="Runnable", where="config", example="...")
+    ... except ValueError as error:
+    ...     print(str(error).split(". ")[0])
+    Runnable: no 'session_id' in config (found 'sessionid': did you mean 'session_id'?)
+    """
+    value = None if values is None else values.get(key)
+    if value is not None:
+        return str(value)
+    if default is not None:
+        return default
+    keys = [k for k in (values or {}) if isinstance(k, str)]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    found = f" (found {close[0]!r}: did you mean {key!r}?)" if close else ""
+    raise ValueError(
+        f"{adapter}: no {key!r} in {where}{found}. Each call needs its session id, e.g. "
+        f"{example}; or opt in to one shared session with {opt_in}='...'"
+    )
 
 
 def _close(awaitable: object) -> None:

@@ -5,8 +5,10 @@ Needs the ``agents`` extra (``pip install 'steerloop[agents]'``).
 Per model call the middleware
 
 1. finds the session — its id is ``config["configurable"]["thread_id"]`` (configurable key),
-   so each conversation thread is steered on its own — and, when the agent state carries a
-   snapshot this process did not write (a restart, another worker, time travel), restores it;
+   so each conversation thread is steered on its own (a run without it raises ``ValueError``
+   unless you opt in to one shared session with ``default_session``) — and, when the agent
+   state carries a snapshot this process did not write (a restart, another worker, time
+   travel), restores it;
 2. sets the system message to the strategy prompt combined with the agent's own system
    prompt (``wrap_model_call``/``awrap_model_call`` via ``request.override``);
 3. after the model answered (``after_model``) scores the last ``AIMessage``, updates the
@@ -34,6 +36,7 @@ from steerloop.adapters._common import (
     Scoring,
     TargetMetric,
     decision_payload,
+    require_session_id,
     resolve_target,
     target_met,
 )
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from langchain.agents.middleware.types import ExtendedModelResponse
     from langgraph.runtime import Runtime
 
-    from steerloop.controller.session import Controller, Decision, Session
+    from steerloop.controller import Controller, Decision, Session
 
 __all__ = [
     "STATE_KEY",
@@ -88,15 +91,15 @@ class SteeringState(AgentState[Any]):
     steerloop_decision: NotRequired[Annotated[dict[str, Any] | None, OmitFromInput]]
 
 
-def _config_value(key: str) -> object:
-    """``configurable[key]`` of the running graph's config (``None`` outside a graph)."""
+def _configurable() -> Mapping[str, Any] | None:
+    """``configurable`` of the running graph's config (``None`` outside a graph)."""
     from langgraph.config import get_config
 
     try:
         config = get_config()
     except RuntimeError:
         return None
-    return (config.get("configurable") or {}).get(key)
+    return cast("Mapping[str, Any]", config.get("configurable") or {})
 
 
 def _last_ai_message(messages: object) -> AIMessage | None:
@@ -117,8 +120,9 @@ class SteeringMiddleware(AgentMiddleware[SteeringState, Any]):
         The controller holding the sessions.
     session_key : str
         ``config["configurable"]`` key holding the session id (default ``"thread_id"``).
-    default_session : str
-        Session id when the config has none (an agent run without a thread).
+    default_session : str | None
+        Session id when the config has none (an agent run without a thread). ``None``
+        (default): such a run raises ``ValueError``, so users are never merged by accident.
     scorer : Scoring | None
         ``fn(ai_message) -> {objective: score}`` (may be async for ``ainvoke``) or a steerloop
         ``Scorer``; default: the controller's scorers.
@@ -166,7 +170,7 @@ class SteeringMiddleware(AgentMiddleware[SteeringState, Any]):
         controller: Controller,
         *,
         session_key: str = "thread_id",
-        default_session: str = "default",
+        default_session: str | None = None,
         scorer: Scoring | None = None,
         strict: bool | None = None,
         placement: Placement = "prepend",
@@ -196,7 +200,7 @@ class SteeringMiddleware(AgentMiddleware[SteeringState, Any]):
         self.target: dict[str, float] | None = None
         if refine:
             self.target = resolve_target(self._default_target(target), self._objectives())
-        self._observer = Observer(controller, "agent", score=scorer, strict=strict)
+        self._observer = Observer(controller, "agent", scorer=scorer, strict=strict)
         self._written: dict[str, int] = {}
 
     def _objectives(self) -> list[str]:
@@ -222,8 +226,14 @@ class SteeringMiddleware(AgentMiddleware[SteeringState, Any]):
 
     def session_id(self) -> str:
         """The session id of the running graph (its ``session_key`` configurable)."""
-        value = _config_value(self.session_key)
-        return self.default_session if value is None else str(value)
+        return require_session_id(
+            _configurable(),
+            self.session_key,
+            self.default_session,
+            adapter="SteeringMiddleware",
+            where="config['configurable']",
+            example=f"agent.invoke(input, {{'configurable': {{{self.session_key!r}: 'user-42'}}}})",
+        )
 
     def _session(self, state: Mapping[str, Any]) -> Session:
         """The thread's session, restored from the agent state when that is newer to us."""

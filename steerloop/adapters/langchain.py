@@ -4,7 +4,9 @@
 and, per call:
 
 1. takes the session id from ``config["configurable"][session_key]`` (default key
-   ``"session_id"``, the same key ``RunnableWithMessageHistory`` uses);
+   ``"session_id"``, the same key ``RunnableWithMessageHistory`` uses); like that class it
+   raises ``ValueError`` when the key is missing (or misspelled), so different users are
+   never merged into one session — unless you opt in with ``default_session="..."``;
 2. injects the session's current strategy prompt — as a leading ``SystemMessage`` for chat
    input (a previous steerloop system message is replaced, never stacked), or as a named
    variable for dict input (for a ``ChatPromptTemplate`` with a ``{steering_prompt}`` slot);
@@ -29,11 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
-    BaseCallbackHandler,
     CallbackManagerForChainRun,
 )
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import (
@@ -44,16 +44,20 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 
-from steerloop.adapters._common import Observer, Scoring, decision_payload
+from steerloop.adapters._common import (
+    Observer,
+    Scoring,
+    decision_payload,
+    require_session_id,
+)
+from steerloop.adapters.callbacks import SteeringCallbackHandler  # re-exported (its home)
 
 if TYPE_CHECKING:
-    from uuid import UUID
-
     from langchain_core.runnables.graph import Graph
     from langchain_core.runnables.utils import ConfigurableFieldSpec
     from langchain_core.utils.pydantic import TypeBaseModel
 
-    from steerloop.controller.session import Controller, Decision, Session
+    from steerloop.controller import Controller, Decision, Session
 
 __all__ = [
     "DEFAULT_PROMPT_VARIABLE",
@@ -119,8 +123,9 @@ class SteeredRunnable(Runnable[Input, Output]):
         The controller holding the sessions.
     session_key : str
         ``config["configurable"]`` key holding the session id.
-    default_session : str
-        Session id used when the config carries none.
+    default_session : str | None
+        Session id used when the config carries none. ``None`` (default): such a call
+        raises ``ValueError`` before the wrapped Runnable runs.
     prompt_variable : str | None
         Key the prompt is passed under for dict input; ``None`` means ``"steering_prompt"``.
     scorer : Scoring | None
@@ -164,7 +169,7 @@ class SteeredRunnable(Runnable[Input, Output]):
         controller: Controller,
         *,
         session_key: str = "session_id",
-        default_session: str = "default",
+        default_session: str | None = None,
         prompt_variable: str | None = None,
         scorer: Scoring | None = None,
         strict: bool | None = None,
@@ -178,7 +183,7 @@ class SteeredRunnable(Runnable[Input, Output]):
         self.default_session = default_session
         self.prompt_variable = prompt_variable or DEFAULT_PROMPT_VARIABLE
         self.name = name
-        self._observer = Observer(controller, "runnable", score=scorer, strict=strict)
+        self._observer = Observer(controller, "runnable", scorer=scorer, strict=strict)
         self._messages: dict[str, SystemMessage] = {}
 
     # -- Runnable plumbing ----------------------------------------------------------------
@@ -221,11 +226,18 @@ class SteeredRunnable(Runnable[Input, Output]):
     # -- preparing a call -----------------------------------------------------------------
 
     def session_for(self, config: RunnableConfig | None) -> Session:
-        """The session a call with this config is steered by."""
+        """The session a call with this config is steered by (``ValueError`` if none)."""
         configurable = (config or {}).get("configurable") or {}
-        return self.controller.session(
-            str(configurable.get(self.session_key, self.default_session))
+        session_id = require_session_id(
+            configurable,
+            self.session_key,
+            self.default_session,
+            adapter="SteeredRunnable",
+            where="config['configurable']",
+            example=f"chain.invoke(input, config={{'configurable': {{{self.session_key!r}: "
+            "'user-42'}})",
         )
+        return self.controller.session(session_id)
 
     def _system_message(self, prompt: str) -> SystemMessage:
         message = self._messages.get(prompt)
@@ -526,110 +538,3 @@ def _aggregate(final: Any, chunk: Any, started: bool) -> tuple[Any, bool]:
         return final + chunk, True
     except TypeError:
         return chunk, True
-
-
-class SteeringCallbackHandler(BaseCallbackHandler):
-    """Observe-only steering for chains you cannot wrap: scores every LLM/chat model output.
-
-    Attach it as a callback (``config={"callbacks": [handler]}`` or on the model). It cannot
-    change prompts; read ``controller.session(id).prompt`` yourself where you build them.
-    Do not combine it with a :class:`SteeredRunnable` around the same model (each output
-    would be observed twice).
-
-    Parameters
-    ----------
-    controller : Controller
-        The controller holding the sessions.
-    session_id : str
-        Session used when the run's metadata carries no ``session_key``.
-    session_key : str
-        Metadata key holding the session id (``config={"metadata": {"session_id": ...}}``;
-        LangGraph puts ``thread_id`` there, so ``session_key="thread_id"`` works in graphs).
-    scorer : Scoring | None
-        ``fn(output) -> {objective: score}`` or a steerloop ``Scorer``; default: the
-        controller's scorers. The output is the generated ``AIMessage`` for chat models, the
-        text for LLMs.
-    strict : bool | None
-        Re-raise faults (the callback manager then propagates them); ``None`` follows
-        ``controller.strict``.
-
-    Examples
-    --------
-    >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
-    >>> from steerloop import Controller
-    >>> controller = Controller(preset="paper")
-    >>> handler = SteeringCallbackHandler(
-    ...     controller, session_id="watch",
-    ...     scorer=lambda msg: {"security": 0.9, "efficiency": 0.9, "functionality": 0.9})
-    >>> FakeListChatModel(responses=["ok"]).invoke("hi", {"callbacks": [handler]}).content
-    'ok'
-    >>> controller.session("watch").step, handler.faults
-    (1, 0)
-    """
-
-    def __init__(
-        self,
-        controller: Controller,
-        *,
-        session_id: str = "default",
-        session_key: str = "session_id",
-        scorer: Scoring | None = None,
-        strict: bool | None = None,
-    ) -> None:
-        super().__init__()
-        self.controller = controller
-        self.session_id = session_id
-        self.session_key = session_key
-        self._observer = Observer(controller, "callback", score=scorer, strict=strict)
-        self.raise_error = self._observer.strict
-        self._runs: dict[UUID, str] = {}
-        self.last_decision: Decision | None = None
-
-    @property
-    def faults(self) -> int:
-        """Scorer/controller faults swallowed so far."""
-        return self._observer.faults
-
-    def _remember(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
-        value = (metadata or {}).get(self.session_key)
-        self._runs[run_id] = self.session_id if value is None else str(value)
-
-    def on_llm_start(
-        self,
-        serialized: dict[str, Any],
-        prompts: list[str],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Remember which session this run belongs to."""
-        self._remember(run_id, metadata)
-
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Remember which session this run belongs to."""
-        self._remember(run_id, metadata)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        """Score the first generation and update the session."""
-        session_id = self._runs.pop(run_id, self.session_id)
-        if not response.generations or not response.generations[0]:
-            return
-        generation = response.generations[0][0]
-        output: object = (
-            generation.message if isinstance(generation, ChatGeneration) else generation.text
-        )
-        session = self.controller.session(session_id)
-        self.last_decision = self._observer.observe(session, output)
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        """Forget the failed run (the model's error is not steerloop's to handle)."""
-        self._runs.pop(run_id, None)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import (
@@ -43,12 +44,13 @@ from steerloop.adapters._common import (
     Scoring,
     Target,
     TargetMetric,
+    renamed_scorer,
     resolve_target,
     target_met,
 )
 
 if TYPE_CHECKING:
-    from steerloop.controller.session import Controller, Decision, Session
+    from steerloop.controller import Controller, Decision, Session
 
 __all__ = [
     "AsyncSteeredFunction",
@@ -151,13 +153,13 @@ class _Steer:
         self,
         controller: Controller,
         session_id: SessionIdArg,
-        score: Scoring | None,
+        scorer: Scoring | None,
         context: ContextArg,
         strict: bool | None,
     ) -> None:
         self._controller = controller
         self._session_id = session_id
-        self._score = score
+        self._scorer = scorer
         self._context = context
         self._strict = strict
 
@@ -172,7 +174,7 @@ class _Steer:
     def __call__(
         self, fn: Callable[..., Any]
     ) -> SteeredFunction[..., Any] | AsyncSteeredFunction[..., Any]:
-        observer = Observer(self._controller, "loop", score=self._score, strict=self._strict)
+        observer = Observer(self._controller, "loop", scorer=self._scorer, strict=self._strict)
         if inspect.iscoroutinefunction(fn):
             return AsyncSteeredFunction(
                 fn, self._controller, self._session_id, self._context, observer
@@ -183,10 +185,11 @@ class _Steer:
 def steer(
     controller: Controller,
     *,
-    session_id: str | Callable[..., str] = "default",
-    score: Scoring | None = None,
+    session_id: str | Callable[..., str] | None = None,
+    scorer: Scoring | None = None,
     context: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None = None,
     strict: bool | None = None,
+    score: Scoring | None = None,
 ) -> _Steer:
     """Decorate ``fn(prompt, *args, **kwargs) -> response`` to run under a controller.
 
@@ -198,16 +201,19 @@ def steer(
     ----------
     controller : Controller
         The controller to steer with.
-    session_id : str | Callable[..., str]
+    session_id : str | Callable[..., str] | None
         A fixed session id, or ``f(*args, **kwargs) -> id`` computed from each call's
-        arguments (the prompt excluded).
-    score : Scoring | None
+        arguments (the prompt excluded). Omitting it is deprecated: every call then shares
+        the session ``"default"`` (and a ``DeprecationWarning`` says so); it will be required.
+    scorer : Scoring | None
         ``fn(response) -> {objective: score}`` (may be ``async`` for async functions) or a
         steerloop ``Scorer``; default: the controller's scorers.
     context : Mapping | Callable[..., Mapping] | None
         Context for the controller's scorers (e.g. tests), or ``f(*args, **kwargs)``.
     strict : bool | None
         Re-raise scorer/controller faults; ``None`` follows ``controller.strict``.
+    score : Scoring | None
+        Deprecated old name of ``scorer`` (``DeprecationWarning``).
 
     Returns
     -------
@@ -220,7 +226,7 @@ def steer(
     >>> from steerloop import Controller
     >>> controller = Controller(preset="paper")
     >>> @steer(controller, session_id="demo",
-    ...        score=lambda r: {"security": 0.9, "efficiency": 0.8, "functionality": 0.7})
+    ...        scorer=lambda r: {"security": 0.9, "efficiency": 0.8, "functionality": 0.7})
     ... def generate(prompt, task):
     ...     return f"code for {task}"
     >>> generate("parse a CSV file")
@@ -228,7 +234,17 @@ def steer(
     >>> generate.last_decision.step, generate.faults
     (1, 0)
     """
-    return _Steer(controller, session_id, score, context, strict)
+    scorer = renamed_scorer(scorer, score, "steer()")
+    if session_id is None:
+        warnings.warn(
+            "steer() without session_id steers every call in one shared session 'default'; "
+            "pass session_id='...' (or session_id=f(*args, **kwargs) -> id, one session per "
+            "user); it will be required in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        session_id = "default"
+    return _Steer(controller, session_id, scorer, context, strict)
 
 
 class Step:
@@ -268,7 +284,7 @@ class Step:
         observer = self._loop._observer
         if not observer.can_score:
             raise ValueError(
-                "no scorer: pass score= to steered_steps, give the controller scorers, "
+                "no scorer: pass scorer= to steered_steps, give the controller scorers, "
                 "or report scores with step.update({...})"
             )
         self._claim()
@@ -288,7 +304,7 @@ class Step:
         observer = self._loop._observer
         if not observer.can_score:
             raise ValueError(
-                "no scorer: pass score= to steered_steps, give the controller scorers, "
+                "no scorer: pass scorer= to steered_steps, give the controller scorers, "
                 "or report scores with await step.aupdate({...})"
             )
         self._claim()
@@ -443,13 +459,14 @@ def steered_steps(
     target: float | Mapping[str, float] | None = None,
     metric: TargetMetric = "objective",
     until: Callable[[Decision], bool] | None = None,
-    score: Scoring | None = None,
+    scorer: Scoring | None = None,
     strict: bool | None = None,
+    score: Scoring | None = None,
 ) -> SteeredLoop:
     """Run a loop under a session until the target is met or ``max_steps`` is reached.
 
     Each :class:`Step` carries the prompt to use; report the response with
-    ``step.observe(response)`` (scored with ``score`` or the controller's scorers) or the
+    ``step.observe(response)`` (scored with ``scorer`` or the controller's scorers) or the
     scores with ``step.update({...})``. After a reported step the loop stops when every
     targeted objective reached its level (``stop_reason == "target_met"``) or ``until``
     returns true (``"until"``); otherwise it ends after ``max_steps`` (``"max_steps"``).
@@ -466,11 +483,13 @@ def steered_steps(
         Compare the target with the filtered state (default) or the last raw scores.
     until : Callable[[Decision], bool] | None
         Extra stop condition on each decision.
-    score : Scoring | None
+    scorer : Scoring | None
         ``fn(response) -> {objective: score}`` or a steerloop ``Scorer``, for
         :meth:`Step.observe` (default: the controller's scorers).
     strict : bool | None
         Re-raise scorer/controller faults; ``None`` follows ``controller.strict``.
+    score : Scoring | None
+        Deprecated old name of ``scorer`` (``DeprecationWarning``).
 
     Returns
     -------
@@ -490,7 +509,11 @@ def steered_steps(
     ('target_met', 4)
     """
     observer = Observer(
-        session.controller, "loop", score=score, strict=strict, require_scorer=False
+        session.controller,
+        "loop",
+        scorer=renamed_scorer(scorer, score, "steered_steps()"),
+        strict=strict,
+        require_scorer=False,
     )
     return SteeredLoop(
         session,

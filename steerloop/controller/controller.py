@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerloop.controller.decision import Decision
+from steerloop.controller.events import SteerloopEvents
 from steerloop.controller.pools import FleetPool
 from steerloop.controller.session import Session
 from steerloop.controller.settings import ModelSettings
@@ -81,6 +82,10 @@ class Controller:
         none when ``fleet.pool`` is false). Pass one pool to several controllers to share it.
     history : int
         Keep the last ``history`` decisions of each session (:attr:`Session.history`).
+    events : bool
+        Log decision events through ``structlog.get_logger("steerloop")`` (default; see
+        :mod:`steerloop.controller.events`); ``False`` logs none. :attr:`events` holds the
+        emitter (``None`` when off).
 
     Examples
     --------
@@ -104,6 +109,7 @@ class Controller:
         store: StateStore | None = None,
         pool: FleetPool | None = None,
         history: int = 0,
+        events: bool = True,
     ) -> None:
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise TypeError(f"history must be an int >= 0, got {history!r}")
@@ -124,6 +130,9 @@ class Controller:
         self._scorer = self._build_scorer(resolved)
         self._store = store
         self._pool = pool if pool is not None else _default_pool(resolved)
+        self.events: SteerloopEvents | None = None
+        if events:
+            SteerloopEvents().bind(self)  # sets self.events
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Controller:

@@ -56,7 +56,7 @@ from steerloop.simulate.environment import Environment
 
 if TYPE_CHECKING:
     from steerloop.analysis.recorder import TrajectoryRecorder
-    from steerloop.controller.session import Decision
+    from steerloop.controller import Decision
     from steerloop.policies.schema import Condition, Policy
 
 __all__ = [
@@ -349,12 +349,13 @@ def _run_steered(
     progress: Progress | None,
     recording: _Recording,
 ) -> _Steering:
-    from steerloop.controller.session import Controller
+    from steerloop.controller import Controller
 
     order = _check_policy(env, name, policy)
     objectives = list(policy.objectives)
     severity_rules = _severity_rules(policy)
-    controller = Controller(policy)
+    # Hundreds of simulated sessions: their per-session events would drown the report.
+    controller = Controller(policy, events=False)
     sessions, steps = tally.sessions, tally.steps
     handles = [controller.session(f"{name}/{i:04d}") for i in range(sessions)]
     current = [handle.strategy for handle in handles]

@@ -1,7 +1,9 @@
 """Telemetry of steered loops: Prometheus metrics and structlog events.
 
 Both read each step's :class:`~steerloop.controller.session.Decision` through controller
-listeners; nothing inside :mod:`steerloop.controller` measures or logs.
+listeners; nothing inside the controller's math measures or logs. Events are on by default
+(every controller logs through ``structlog.get_logger("steerloop")``; ``events=False`` turns
+them off); metrics are opt-in, on a registry you choose.
 
 >>> from prometheus_client import CollectorRegistry
 >>> from steerloop import Controller
@@ -9,7 +11,7 @@ listeners; nothing inside :mod:`steerloop.controller` measures or logs.
 >>> controller = Controller(preset="paper")
 >>> metrics = SteerloopMetrics(CollectorRegistry())
 >>> metrics.bind(controller)
->>> SteerloopEvents().bind(controller)
+>>> SteerloopEvents(include_text=True).bind(controller)   # replaces the default emitter
 """
 
 from steerloop.telemetry.events import SteerloopEvents

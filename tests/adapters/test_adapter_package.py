@@ -36,7 +36,7 @@ def test_importing_the_package_and_loop_adapter_does_not_import_langchain() -> N
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["_common", "loop", "langchain", "agents"])
+@pytest.mark.parametrize("module", ["_common", "loop", "langchain", "callbacks", "agents"])
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

@@ -249,7 +249,7 @@ class OldStyleRequestWithOverride(OldStyleRequest):
 
 
 def test_falls_back_to_system_prompt_on_older_langchain(controller: Controller) -> None:
-    middleware = SteeringMiddleware(controller, scorer=score_text)
+    middleware = SteeringMiddleware(controller, scorer=score_text, default_session="default")
     for cls in (OldStyleRequest, OldStyleRequestWithOverride):
         request = cls(system_prompt=AGENT_PROMPT, state={"messages": []})
         steered = middleware._steer_request(request)  # type: ignore[arg-type]

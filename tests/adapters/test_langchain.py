@@ -438,11 +438,11 @@ def test_steerloop_scorer_object_is_accepted(
 def test_callback_handler_observes_without_injecting(
     controller: Controller, model: RecordingChatModel
 ) -> None:
-    handler = SteeringCallbackHandler(controller, scorer=score_text)
+    handler = SteeringCallbackHandler(controller, scorer=score_text, session_id="shared")
     model.invoke("echo:UNSAFE", {"callbacks": [handler], "metadata": {"session_id": "h"}})
-    model.invoke("echo:UNSAFE", {"callbacks": [handler]})  # no id: default session
+    model.invoke("echo:UNSAFE", {"callbacks": [handler]})  # no id: the opted-in session
     assert controller.session("h").step == 1
-    assert controller.session("default").step == 1
+    assert controller.session("shared").step == 1
     assert all(call[0].type == "human" for call in model.received)
     assert handler.last_decision is not None and handler.faults == 0
 

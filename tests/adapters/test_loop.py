@@ -29,7 +29,7 @@ class GenerationError(RuntimeError):
 def test_steer_injects_the_prompt_and_switches(controller: Controller) -> None:
     prompts: list[str] = []
 
-    @steer(controller, session_id="s", score=score_text)
+    @steer(controller, session_id="s", scorer=score_text)
     def generate(prompt: str, task: str, *, suffix: str = "") -> str:
         prompts.append(prompt)
         return f"UNSAFE code for {task}{suffix}"
@@ -49,7 +49,7 @@ async def test_steer_async(controller: Controller) -> None:
     async def ascore(response: str) -> dict[str, float]:
         return score_text(response)
 
-    @steer(controller, session_id="s", score=ascore)
+    @steer(controller, session_id="s", scorer=ascore)
     async def generate(prompt: str, task: str) -> str:
         prompts.append(prompt)
         await asyncio.sleep(0)
@@ -63,7 +63,7 @@ async def test_steer_async(controller: Controller) -> None:
 def test_session_id_from_arguments_isolates_sessions(controller: Controller) -> None:
     prompts: dict[str, list[str]] = {"alice": [], "bob": []}
 
-    @steer(controller, session_id=lambda user, **_: user, score=score_text)
+    @steer(controller, session_id=lambda user, **_: user, scorer=score_text)
     def generate(prompt: str, user: str) -> str:
         prompts[user].append(prompt)
         return "UNSAFE" if user == "alice" else "safe"
@@ -88,20 +88,20 @@ def test_controller_scorers_get_the_context(policy: Policy) -> None:
         policy, scorers=[CallableScorer(score, ["security", "functionality"], name="ctx")]
     )
 
-    @steer(controller, context=lambda task: {"tests": [task]})
+    @steer(controller, session_id="s", context=lambda task: {"tests": [task]})
     def generate(prompt: str, task: str) -> str:
         return task
 
     generate("t1")
     assert contexts == [{"tests": ["t1"]}]
-    assert controller.session("default").step == 1
+    assert controller.session("s").step == 1
 
 
 def test_faults_fail_open_and_function_errors_pass_through(controller: Controller) -> None:
     def broken(response: str) -> dict[str, float]:
         raise ValueError(response)
 
-    @steer(controller, session_id="s", score=broken)
+    @steer(controller, session_id="s", scorer=broken)
     def generate(prompt: str, fail: bool = False) -> str:
         if fail:
             raise GenerationError("model down")
@@ -110,7 +110,7 @@ def test_faults_fail_open_and_function_errors_pass_through(controller: Controlle
     with capture_logs() as logs:
         assert generate() == "SECRET-TEXT"
     assert generate.faults == 1 and generate.last_decision is None
-    assert [log["stage"] for log in logs] == ["score"]
+    assert [log["stage"] for log in logs if log["event"] == "steerloop.adapter_fault"] == ["score"]
     assert "SECRET" not in repr(logs)
     with pytest.raises(GenerationError):
         generate(fail=True)
@@ -121,7 +121,7 @@ def test_strict_reraises(controller: Controller) -> None:
     def broken(response: str) -> dict[str, float]:
         raise ValueError("bad")
 
-    generate = steer(controller, score=broken, strict=True)(lambda prompt: "x")
+    generate = steer(controller, session_id="s", scorer=broken, strict=True)(lambda prompt: "x")
     with pytest.raises(ValueError, match="bad"):
         generate()
 
@@ -130,14 +130,14 @@ def test_sync_score_returning_awaitable_is_a_fault(controller: Controller) -> No
     async def ascore(response: str) -> dict[str, float]:
         return SAFE
 
-    generate = steer(controller, score=ascore)(lambda prompt: "x")
+    generate = steer(controller, session_id="s", scorer=ascore)(lambda prompt: "x")
     assert generate() == "x"
     assert generate.faults == 1
 
 
 def test_steer_needs_a_way_to_score(policy: Policy) -> None:
     with pytest.raises(ValueError, match="no scorers"):
-        steer(Controller(policy))(lambda prompt: "x")
+        steer(Controller(policy), session_id="s")(lambda prompt: "x")
 
 
 # -- steered_steps -----------------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_steps_stop_when_the_target_is_met(controller: Controller) -> None:
 def test_steps_stop_at_max_steps_and_prompts_follow_the_strategy(
     controller: Controller,
 ) -> None:
-    with steered_steps(controller.session("s"), max_steps=3, score=score_text) as loop:
+    with steered_steps(controller.session("s"), max_steps=3, scorer=score_text) as loop:
         prompts = []
         for step in loop:
             prompts.append(step.prompt)
@@ -202,7 +202,7 @@ async def test_steps_async(controller: Controller) -> None:
     async def ascore(response: str) -> dict[str, float]:
         return score_text(response)
 
-    loop = steered_steps(controller.session("s"), max_steps=4, score=ascore)
+    loop = steered_steps(controller.session("s"), max_steps=4, scorer=ascore)
     async with loop:
         prompts = []
         async for step in loop:
@@ -235,7 +235,7 @@ def test_step_faults_fail_open(controller: Controller) -> None:
     def broken(response: str) -> dict[str, float]:
         raise ValueError("bad")
 
-    loop = steered_steps(controller.session("s"), max_steps=2, score=broken)
+    loop = steered_steps(controller.session("s"), max_steps=2, scorer=broken)
     for step in loop:
         assert step.observe("x") is None
     assert loop.faults == 2 and loop.stop_reason == "max_steps"
@@ -254,13 +254,14 @@ def test_controller_fault_decisions_and_prompt_faults_are_counted(
 
     monkeypatch.setattr(session, "_step_once", broken_step)
     prompts: list[str] = []
-    generate = steer(controller, session_id="s", score=lambda r: SAFE)(
+    generate = steer(controller, session_id="s", scorer=lambda r: SAFE)(
         lambda prompt: prompts.append(prompt) or "x"
     )
     with capture_logs() as logs:
         generate()
     assert generate.last_decision is not None and generate.last_decision.error is not None
-    assert generate.faults == 1 and logs[0]["stage"] == "controller"
+    faults = [entry for entry in logs if entry["event"] == "steerloop.adapter_fault"]
+    assert generate.faults == 1 and faults[0]["stage"] == "controller"
 
     def no_prompt(self: Session) -> str:
         raise RuntimeError("policy sync failed")

@@ -184,7 +184,7 @@ def test_recorder_as_controller_listener() -> None:
 
 
 def test_recorder_on_a_real_controller_writes_what_the_timeline_needs() -> None:
-    from steerloop.controller.session import Controller
+    from steerloop.controller import Controller
 
     controller = Controller(preset="paper")
     stream = io.StringIO()

@@ -284,9 +284,10 @@ def test_include_text_opts_in_to_prompts_and_error_messages(
 
 
 def test_the_library_never_configures_structlog() -> None:
-    sources = Path(__file__).parents[2] / "steerloop" / "telemetry"
-    for path in sources.glob("*.py"):
-        assert "configure(" not in path.read_text(), path
+    package = Path(__file__).parents[2] / "steerloop"
+    sources = [*(package / "telemetry").glob("*.py"), *(package / "controller").glob("*.py")]
+    for path in sources:
+        assert "structlog.configure(" not in path.read_text(), path
     code = """
 import logging, structlog
 from steerloop import Controller
@@ -323,7 +324,7 @@ class ExplodingLogger:
     def info(self, event: str, **fields: Any) -> None:
         raise OSError("disk full")
 
-    warning = info
+    debug = warning = info
 
     def error(self, event: str, **fields: Any) -> None:
         self.errors.append((event, fields))

@@ -68,7 +68,7 @@ WORKER = textwrap.dedent(
     from steerloop.telemetry import SteerloopMetrics
 
     index, sessions, steps = map(int, sys.argv[1:4])
-    controller = Controller(preset="paper")
+    controller = Controller(preset="paper", events=False)  # stdout carries the result only
     metrics = SteerloopMetrics(CollectorRegistry())
     assert metrics.multiprocess, "PROMETHEUS_MULTIPROC_DIR should switch multiprocess mode on"
     metrics.bind(controller)

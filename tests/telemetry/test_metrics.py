@@ -31,17 +31,12 @@ from telemetry_helpers import (
 )
 
 from steerloop import Controller, Decision
+from steerloop.controller import listeners
 from steerloop.controller.diagnostics import CATEGORICAL_VALUES
 from steerloop.scoring.base import CallableScorer
 from steerloop.stores import MemoryStore
-from steerloop.telemetry import _tracking
 from steerloop.telemetry.events import TELEMETRY_ERROR
-from steerloop.telemetry.metrics import (
-    METRICS,
-    SteerloopMetrics,
-    fast_increment,
-    fast_observer,
-)
+from steerloop.telemetry.metrics import METRICS, SteerloopMetrics
 
 NAME = re.compile(r"^steerloop_[a-z]+(_[a-z0-9]+)+$")
 SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total")
@@ -568,7 +563,7 @@ def test_a_hundred_thousand_sessions_stay_under_a_thousand_series() -> None:
     fake.contains_calls = fake.iter_calls = 0
     exposition(registry)
     assert fake.iter_calls == 0
-    assert fake.contains_calls <= _tracking.SWEEP
+    assert fake.contains_calls <= listeners.SWEEP
 
     # Dropping half the sessions is reflected on the next scrape.
     for index in range(0, sessions, 2):
@@ -626,16 +621,16 @@ def test_decisions_are_identical_with_telemetry_on_off_and_unbound() -> None:
 
 
 def test_a_telemetry_failure_never_breaks_a_strict_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    controller = Controller(small_policy(), strict=True)
+    controller = Controller(small_policy(), strict=True, events=False)
     metrics = SteerloopMetrics()
     metrics.bind(controller)
 
-    def broken(value: float) -> None:
-        raise RuntimeError("histogram storage is gone")
+    class Broken:
+        def observe(self, value: float) -> None:
+            raise RuntimeError("histogram storage is gone")
 
-    # The listener observes through per-series fast observers (fast_observer), not .observe.
-    monkeypatch.setattr(metrics, "_severity_observe", broken)
-    monkeypatch.setattr(metrics, "_step_observe", broken)
+    monkeypatch.setattr(metrics, "severity", Broken())
+    monkeypatch.setattr(metrics, "step_seconds", Broken())
     session = controller.session("s")
     with capture_logs() as logs:
         for _ in range(4):
@@ -661,7 +656,7 @@ def test_a_failing_scrape_collector_leaves_the_rest_of_the_exposition(
     def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(metrics, "_fleet_totals", broken)
+    monkeypatch.setattr(metrics, "fleet_counts", broken)
     with capture_logs():
         text = exposition(metrics.registry)
     assert "steerloop_controller_steps_total" in text
@@ -692,77 +687,3 @@ def test_concurrent_sessions_are_counted_exactly() -> None:
     assert total(registry, "steerloop_controller_steps_total") == 120
     assert total(registry, "steerloop_controller_step_duration_seconds_count") == 120
     assert sum(fleet(registry, "steerloop_sessions_in_phase", "phase").values()) == 4
-
-
-def test_fast_observer_gives_the_same_samples_as_observe() -> None:
-    from prometheus_client import Histogram
-
-    bounds = (-0.5, 0.0, 0.1, 0.25, 0.5, 1.0, 1.5)
-    values = [-1.0, -0.5, -0.0, 0.0, 1e-300, 0.1, 0.1000001, 0.25, 0.7, 1.0, 1.5, 2.0, 1e300]
-    values += np.random.default_rng(0).uniform(-1.0, 2.0, 200).tolist()
-    slow_registry, fast_registry = CollectorRegistry(), CollectorRegistry()
-    slow = Histogram("h", "help", ["k"], buckets=bounds, registry=slow_registry)
-    fast = Histogram("h", "help", ["k"], buckets=bounds, registry=fast_registry)
-    plain_slow = Histogram("p", "help", buckets=bounds, registry=slow_registry)
-    plain_fast = Histogram("p", "help", buckets=bounds, registry=fast_registry)
-    observe, observe_plain = fast_observer(fast.labels("a")), fast_observer(plain_fast)
-    assert observe.__name__ == observe_plain.__name__ == "observe_inline"  # the fast path
-    for value in values:
-        slow.labels("a").observe(value)
-        observe(value)
-        plain_slow.observe(value)
-        observe_plain(value)
-
-    def values_of(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
-        return [
-            (s.name, s.labels, s.value)
-            for family in registry.collect()
-            for s in family.samples
-            if not s.name.endswith("_created")
-        ]
-
-    assert values_of(slow_registry) == values_of(fast_registry)
-
-
-def test_fast_increment_gives_the_same_samples_as_inc() -> None:
-    from prometheus_client import Counter
-
-    slow_registry, fast_registry = CollectorRegistry(), CollectorRegistry()
-    slow = Counter("c", "help", ["k"], registry=slow_registry)
-    fast = Counter("c", "help", ["k"], registry=fast_registry)
-    increment = fast_increment(fast.labels("a"))
-    assert increment.__name__ == "increment"  # the inline path is in use
-    for amount in [1.0, 0.5, 0.0, 1e-300, 3.0, *np.random.default_rng(1).uniform(0, 9, 50)]:
-        slow.labels("a").inc(amount)
-        increment(float(amount))
-    assert slow_registry.get_sample_value("c_total", {"k": "a"}) == fast_registry.get_sample_value(
-        "c_total", {"k": "a"}
-    )
-
-
-def test_fast_paths_fall_back_to_the_public_methods_for_other_value_classes() -> None:
-    from prometheus_client import Counter, Histogram
-
-    registry = CollectorRegistry()
-    counter = Counter("c", "help", ["k"], registry=registry).labels("a")
-    histogram = Histogram("h", "help", buckets=(0.5, 1.0), registry=registry)
-
-    class OtherValue:  # e.g. the multiprocess mmap value: not MutexValue
-        def __init__(self) -> None:
-            self.amounts: list[float] = []
-
-        def inc(self, amount: float) -> None:
-            self.amounts.append(amount)
-
-        def get(self) -> float:
-            return sum(self.amounts)
-
-    counter._value = OtherValue()  # type: ignore[assignment]
-    assert fast_increment(counter) == counter.inc
-    other = OtherValue()
-    histogram._sum = other  # type: ignore[assignment]
-    observe = fast_observer(histogram)
-    assert observe.__name__ == "observe"  # through the values' inc
-    observe(0.75)
-    assert other.amounts == [0.75]
-    assert [bucket.get() for bucket in histogram._buckets] == [0.0, 1.0, 0.0]
