@@ -18,7 +18,9 @@ Nothing here logs, measures or does I/O: listeners registered on the :class:`Con
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +48,8 @@ from steerloop.errors import (
 )
 from steerloop.policies.engine import Alert, EngineContext, EngineMemory, PolicyEngine
 from steerloop.policies.schema import Policy, validate_policy
-from steerloop.stores.sync import read_modify_write, sync_session
+from steerloop.stores import codec
+from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
 if TYPE_CHECKING:
     from steerloop.scoring.base import CompositeScorer, Scorer
@@ -145,7 +148,7 @@ class Session:
         self._scorer_errors = 0
         self._rule_errors = 0
         self._last_decision: Decision | None = None
-        self._store_version = 0  # version of the stored state this copy matches (stores only)
+        self._stored = StoredCopy()  # which stored value this copy matches (stores only)
         self._est = self._fresh_estimators(policy)
 
     # -- construction -------------------------------------------------------------------
@@ -242,6 +245,7 @@ class Session:
         *,
         severity: float | None = None,
         scorer_errors: int = 0,
+        idempotency_key: str | None = None,
     ) -> Decision:
         """Feed one response's scores and get the decision for the next call.
 
@@ -254,6 +258,10 @@ class Session:
             A severity measurement in [0, 1] that overrides the policy's severity source.
         scorer_errors : int
             Scorer failures behind these scores (added to ``errors.scorer``).
+        idempotency_key : str | None
+            With a store: apply this update at most once. A call with a key that was applied
+            already (an earlier call whose reply was lost, in any worker) applies nothing
+            and returns the decision stored with it. Without a store it is ignored.
 
         Returns
         -------
@@ -264,24 +272,42 @@ class Session:
         Raises
         ------
         StoreError
-            With a store only, strict or not: the store failed or conflicts outlasted the
-            retries (:class:`~steerloop.stores.StoreConflictError`); the update was not
-            applied (see :mod:`steerloop.stores.sync`).
+            With a store only, strict or not: the store failed, conflicts outlasted the
+            retries (:class:`~steerloop.errors.StoreConflictError`) or the stored session
+            vanished (:class:`~steerloop.errors.SessionVanishedError`); the update was not
+            applied. :class:`~steerloop.errors.StoreInDoubtError`: it may have been; call
+            again with its ``idempotency_key`` (see :mod:`steerloop.stores.sync`).
         """
         with self._lock:
             finish = self._controller._start_step(self) if self._controller._step_hooks else ()
             self._sync_policy()
             store = self._controller._store
+            replayed: list[Decision] = []
             if store is None:
                 decision = self._guarded_step(scores, severity, scorer_errors)
-            else:  # read-modify-write: load if changed, step, compare-and-set, retry
+            else:  # read-modify-write through the store (steerloop.stores.sync)
+
+                def replay(data: bytes) -> Decision:
+                    replayed.append(_load_decision(data))
+                    return replayed[-1]
+
                 decision = read_modify_write(
-                    self, store, lambda: self._guarded_step(scores, severity, scorer_errors)
+                    store,
+                    self._id,
+                    self._stored,
+                    load=self._load_wire,
+                    fresh=self._reset,
+                    step=lambda: self._guarded_step(scores, severity, scorer_errors),
+                    dump=self._dump_wire,
+                    dump_result=_dump_decision,
+                    load_result=replay,
+                    idempotency_key=idempotency_key,
                 )
             self._last_decision = decision
             for done in finish:
                 self._controller._call_safely(done)
-        self._controller._notify(self, decision)
+        if not replayed:  # a replayed decision was reported when it was made
+            self._controller._notify(self, decision)
         return decision
 
     def _guarded_step(
@@ -641,6 +667,32 @@ class Session:
             rule_errors=self._rule_errors,
         )
 
+    # -- the stored form (steerloop.stores.sync callbacks) -----------------------------------
+
+    def _dump_wire(self) -> bytes:
+        """The bytes a store keeps: the snapshot's Python tree in the stores' binary codec
+        (exact; ~3x cheaper to write and ~6x cheaper to read than its JSON)."""
+        return codec.encode(self._snapshot_unlocked().model_dump())
+
+    def _load_wire(self, value: bytes) -> None:
+        """Replace this copy's state by stored bytes (``ValueError`` when they do not fit)."""
+        state = SessionState.model_validate(codec.decode(value))
+        if state.session_id != self._id:
+            raise ValueError(
+                f"the stored state belongs to session {state.session_id!r}; two ids map to "
+                "one key or the key was written by another application"
+            )
+        self._load(state)
+        policy = self._controller.policy
+        if self._strategy not in policy.strategies:  # written under an older policy
+            self._strategy = policy.initial
+            self._strategy_steps = 0
+            self._est.memory.leave_sequential()
+
+    def _reset(self) -> None:
+        """Start afresh (the stored session vanished)."""
+        self._load(Session(self._controller, self._id)._snapshot_unlocked())
+
     def _load(self, state: SessionState) -> None:
         policy = self._controller.policy
         if list(state.policy_objectives) != self._objectives:
@@ -698,6 +750,22 @@ class Session:
         for name in self._est.interference.strategies:
             if name != self._strategy:
                 self._est.interference.park(name)
+
+
+def _dump_decision(decision: Decision) -> bytes:
+    """A decision as JSON bytes (stored with an idempotency key)."""
+    document = {f.name: getattr(decision, f.name) for f in dataclasses.fields(decision)}
+    document["diagnostics"] = dict(decision.diagnostics)
+    document["alerts"] = [dataclasses.asdict(alert) for alert in decision.alerts]
+    return json.dumps(document, allow_nan=True, separators=(",", ":")).encode()
+
+
+def _load_decision(data: bytes) -> Decision:
+    """The decision :func:`_dump_decision` wrote."""
+    document = json.loads(data)
+    document["missing"] = tuple(document["missing"])
+    document["alerts"] = tuple(Alert(**alert) for alert in document["alerts"])
+    return Decision(**document)
 
 
 def _first_passage_thunk(model: SeverityModel, threshold: float) -> Callable[[], float | None]:
@@ -868,7 +936,14 @@ class Controller:
             if session is None:
                 session = self._sessions[session_id] = Session(self, session_id)
         if self._store is not None:
-            sync_session(session, self._store)
+            with session._lock:
+                sync(
+                    self._store,
+                    session_id,
+                    session._stored,
+                    load=session._load_wire,
+                    fresh=session._reset,
+                )
         return session
 
     def __contains__(self, session_id: object) -> bool:
