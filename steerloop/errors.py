@@ -247,16 +247,18 @@ class StoreUnavailableError(StoreError):
 class StoreInDoubtError(StoreUnavailableError):
     """A write was sent but its reply was lost: it may or may not have been applied.
 
-    It was applied entirely or not at all, never partly. Call the update again with
-    ``idempotency_key=error.idempotency_key``: if the first write landed, its result is
-    returned and nothing is applied twice.
+    It was applied entirely or not at all, never partly. When the update was given an
+    ``idempotency_key``, call it again with the same key: if the first write landed, its
+    stored result is returned and nothing is applied twice. (Updates without a key use an
+    automatic one inside the library's own retries only; ``idempotency_key`` is then
+    ``None``.)
     """
 
     def __init__(self, store: str, key: str, reason: str, idempotency_key: str | None) -> None:
         self.idempotency_key = idempotency_key
-        hint = (
-            f" Retry with idempotency_key={idempotency_key!r} to apply it exactly once."
-            if idempotency_key is not None
-            else ""
-        )
+        if idempotency_key is not None:
+            hint = f" Retry with idempotency_key={idempotency_key!r} to apply it exactly once."
+        else:
+            hint = " Give updates an idempotency_key= to retry such an update exactly once."
         super().__init__(store, key, reason + hint)
+        self.reason = reason

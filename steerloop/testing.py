@@ -89,6 +89,7 @@ class FaultyStore:
         self._plans: dict[str, list[_Plan]] = {op: [] for op in _OPERATIONS}
         self._chaos: tuple[float, tuple[Fault, ...], frozenset[str], random.Random] | None = None
         self._lock = threading.Lock()
+        self._in_hook = threading.local()  # operations a hook makes bypass the schedule
 
     # settings read by steerloop.stores.sync: the inner store's
     @property
@@ -238,29 +239,48 @@ class FaultyStore:
             self._plans[operation].append(plan)
 
     def _next(self, operation: str) -> tuple[Fault | None, Callable[[str], None] | None, float]:
-        """The fault and hook for this call of ``operation`` (consuming the schedule)."""
+        """The fault and hook for this call of ``operation`` (consuming the schedule).
+
+        Every scheduled plan counts every call (``after`` skips that many calls); the first
+        due fault and the first due hook apply.
+        """
+        fault: Fault | None = None
+        hook: Callable[[str], None] | None = None
+        delay = 0.0
         with self._lock:
             self.calls[operation] += 1
-            for plan in self._plans[operation]:
+            plans = self._plans[operation]
+            for plan in list(plans):
                 if plan.skip:
                     plan.skip -= 1
                     continue
+                if plan.fault is not None and fault is None:
+                    fault, delay = plan.fault, plan.delay
+                elif plan.hook is not None and hook is None:
+                    hook = plan.hook
+                else:
+                    continue
                 plan.times -= 1
                 if plan.times == 0:
-                    self._plans[operation].remove(plan)
-                return plan.fault, plan.hook, plan.delay
-            if self._chaos is not None:
+                    plans.remove(plan)
+            if fault is None and self._chaos is not None:
                 rate, faults, ops, rng = self._chaos
                 if operation in ops and rng.random() < rate:
-                    return rng.choice(faults), None, 0.0
-        return None, None, 0.0
+                    fault = rng.choice(faults)
+        return fault, hook, delay
 
     def _forward(
         self, operation: str, key: str, call: Callable[[], _T], idempotency_key: str | None = None
     ) -> _T:
+        if getattr(self._in_hook, "active", False):
+            return call()
         fault, hook, delay = self._next(operation)
         if hook is not None:
-            hook(key)
+            self._in_hook.active = True
+            try:
+                hook(key)
+            finally:
+                self._in_hook.active = False
         if fault is None:
             return call()
         self.injected[f"{operation}:{fault}"] += 1

@@ -5,7 +5,8 @@ one Redis Cluster slot):
 
 1. ``H`` — hash ``g`` (generation), ``v`` (version), ``s`` (the value);
 2. ``RES`` — hash idempotency key -> stored result;
-3. ``IDS`` — list of those idempotency keys, oldest first (bounded: the oldest is dropped);
+3. ``IDS`` — list of ``<ms>:<idempotency key>``, oldest first: a result is dropped when it is
+   not among the last ``keep`` and older than ``age`` ms, or beyond ``cap`` results;
 4. ``LOCK`` — the turn: the holder's random token, expiring after the lease (``PX``);
 5. ``QUEUE`` — list of waiting holders' tokens, first come first served;
 6. ``WAITERS`` — hash waiting token -> deadline (ms, server clock) by which the waiter
@@ -124,7 +125,8 @@ return {0, wait}
 
 #: ARGV: holder token ('' = no turn), expected generation ('' = the key must be absent),
 #: expected version, value, ttl ms, idempotency key ('' = none), result, results kept, lease
-#: ms, generation of a created key, version to write ('' = expected + 1).
+#: ms, generation of a created key, version to write ('' = expected + 1), results cap,
+#: results age ms.
 #: Returns {1, g, v} written, {2, g, v, result} applied already, {3, ms} another worker's
 #: turn, {4, g, v, value} conflict (the stored token and value; {4} when absent), {-1}.
 WRITE = (
@@ -162,10 +164,18 @@ if ARGV[11] ~= '' then v = ARGV[11] end
 redis.call('HSET', H, 'g', g, 'v', v, 's', ARGV[4])
 redis.call('PEXPIRE', H, ARGV[5])
 if ARGV[6] ~= '' then
+  local now = now_ms()
   redis.call('HSET', RES, ARGV[6], ARGV[7])
-  redis.call('RPUSH', IDS, ARGV[6])
-  if redis.call('LLEN', IDS) > tonumber(ARGV[8]) then
-    redis.call('HDEL', RES, redis.call('LPOP', IDS))
+  redis.call('RPUSH', IDS, string.format('%d', now) .. ':' .. ARGV[6])
+  local keep, cap, age = tonumber(ARGV[8]), tonumber(ARGV[12]), tonumber(ARGV[13])
+  local n = redis.call('LLEN', IDS)
+  while n > keep do
+    local oldest = redis.call('LINDEX', IDS, 0)
+    local sep = string.find(oldest, ':', 1, true)
+    if n <= cap and now - tonumber(string.sub(oldest, 1, sep - 1)) < age then break end
+    redis.call('LPOP', IDS)
+    redis.call('HDEL', RES, string.sub(oldest, sep + 1))
+    n = n - 1
   end
   redis.call('PEXPIRE', RES, ARGV[5])
   redis.call('PEXPIRE', IDS, ARGV[5])

@@ -29,10 +29,14 @@ Operations (each one round trip to a server store):
 * ``delete(key)``; ``stats()``.
 
 **Exactly once.** ``read``, ``begin`` and ``write`` take an ``idempotency_key``. A write
-stores ``result`` (bytes) under its key atomically with the value; the store keeps the
-results of the last ``keep_results`` keys of each key (bounded), dropped with the key.
-When the key was applied already, ``read``/``begin`` return its result
-(``Read.result``) and ``write`` writes nothing and returns it (:data:`APPLIED`).
+stores ``result`` (bytes) under its key atomically with the value. When the key was applied
+already, ``read``/``begin`` return its result (``Read.result``) and ``write`` writes nothing
+and returns it (:data:`APPLIED`). Results are dropped with the key, and bounded: a result is
+kept while it is one of the last ``keep_results`` of its key **or** younger than
+``keep_results_for`` seconds, and never beyond ``RESULTS_CAP × keep_results`` results. So a
+retry is applied exactly once if it comes within ``keep_results_for`` seconds of the first
+attempt (unless the key took more than ``RESULTS_CAP × keep_results`` updates meanwhile), or
+before ``keep_results`` later updates of the key.
 
 Failures raise :class:`~steerloop.errors.StoreError` (``store``, ``key``, ``reason``):
 :class:`~steerloop.errors.StoreUnavailableError` when the server refused, failed or did not
@@ -56,10 +60,12 @@ __all__ = [
     "CONFLICT",
     "DEFAULT_BACKOFF",
     "DEFAULT_KEEP_RESULTS",
+    "DEFAULT_KEEP_RESULTS_FOR",
     "DEFAULT_LEASE",
     "DEFAULT_LEASE_WAIT",
     "DEFAULT_RETRIES",
     "DEFAULT_TTL",
+    "RESULTS_CAP",
     "WRITTEN",
     "Read",
     "StateStore",
@@ -80,8 +86,12 @@ DEFAULT_BACKOFF = 0.001
 DEFAULT_LEASE = 2.0
 #: Default seconds to wait for a turn before giving up with a ``busy`` StoreError.
 DEFAULT_LEASE_WAIT = 10.0
-#: Default number of idempotency results kept per key (the most recent ones).
-DEFAULT_KEEP_RESULTS = 32
+#: Default number of idempotency results kept per key (the most recent ones), at least.
+DEFAULT_KEEP_RESULTS = 64
+#: Default seconds an idempotency result is kept at least (within the cap).
+DEFAULT_KEEP_RESULTS_FOR = 60.0
+#: Results of one key never exceed ``RESULTS_CAP × keep_results`` (whatever their age).
+RESULTS_CAP = 16
 
 Outcome = Literal["written", "applied", "conflict", "busy"]
 #: ``write`` wrote the value (``Written.read.token`` is the new token).
@@ -292,6 +302,7 @@ def check_store_settings(
     lease: float = DEFAULT_LEASE,
     lease_wait: float = DEFAULT_LEASE_WAIT,
     keep_results: int = DEFAULT_KEEP_RESULTS,
+    keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
 ) -> None:
     """Validate the settings every store shares (raises ``ValueError``)."""
     if not ttl > 0:
@@ -306,3 +317,5 @@ def check_store_settings(
         raise ValueError(f"lease_wait must be >= 0 seconds, got {lease_wait!r}")
     if keep_results < 1:
         raise ValueError(f"keep_results must be >= 1, got {keep_results!r}")
+    if keep_results_for < 0:
+        raise ValueError(f"keep_results_for must be >= 0 seconds, got {keep_results_for!r}")

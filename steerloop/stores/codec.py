@@ -95,7 +95,38 @@ def _ext(code: int, data: bytes) -> Any:
 
 def encode(tree: object) -> bytes:
     """The bytes of ``tree`` (see the module docstring); ``TypeError`` for other types."""
-    return HEADER + ormsgpack.packb(tree, default=_default)
+    try:
+        return HEADER + ormsgpack.packb(tree, default=_default)
+    except TypeError as error:  # ormsgpack words it generically: say where and what
+        raise TypeError(f"{_first_unsupported(tree, 'tree') or error}") from error
+
+
+def _first_unsupported(value: object, path: str) -> str | None:
+    """What is wrong with the first value the codec cannot store (slow: errors only)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: dict keys must be str, got {type(key).__name__} {key!r}"
+            found = _first_unsupported(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _first_unsupported(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, bool) or value is None or isinstance(value, float | str | bytes):
+        return None
+    if isinstance(value, int):
+        ok = -(2**63) <= value < 2**64
+        return None if ok else f"{path}: the integer {value} exceeds the 64-bit range"
+    try:
+        _default(value)
+    except TypeError as error:
+        return f"{path}: {error}"
+    return None
 
 
 def decode(data: bytes) -> Any:

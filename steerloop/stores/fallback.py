@@ -70,7 +70,7 @@ class LocalFallback:
         self._counters.add("fallback_operations")
         if self._has(key):
             return self.local.read(key, known, idempotency_key=idempotency_key)
-        return Read(self._adoptable(key, known))
+        return self._adopted(key, known)
 
     def begin(
         self, key: str, known: Token | None, idempotency_key: str | None, resume: Turn | None
@@ -78,7 +78,7 @@ class LocalFallback:
         self._counters.add("fallback_operations")
         if self._has(key):
             return self.local.begin(key, known, idempotency_key=idempotency_key, resume=resume)
-        return Turn(key, None, Read(self._adoptable(key, known)))
+        return Turn(key, None, self._adopted(key, known))
 
     def write(
         self,
@@ -155,8 +155,11 @@ class LocalFallback:
         with self._lock:
             return key in self._bases
 
-    def _adoptable(self, key: str, known: Token | None) -> Token:
+    def _adopted(self, key: str, known: Token | None) -> Read:
+        """Continue from the caller's copy: nothing stored yet, or its current token."""
         if known is None:
+            return Read()  # a copy that was never stored: it starts locally
+        if known.version == 0:  # a copy to reload (steerloop.stores.sync.StoredCopy.known)
             raise StoreUnavailableError(
                 self.store_name,
                 key,
@@ -164,4 +167,4 @@ class LocalFallback:
                 "known to be current (a write failed or a step raised), so the memory "
                 "fallback cannot continue it; retry when the server is back",
             )
-        return known
+        return Read(known)

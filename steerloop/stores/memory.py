@@ -21,10 +21,12 @@ from steerloop.stores.base import (
     CONFLICT,
     DEFAULT_BACKOFF,
     DEFAULT_KEEP_RESULTS,
+    DEFAULT_KEEP_RESULTS_FOR,
     DEFAULT_LEASE,
     DEFAULT_LEASE_WAIT,
     DEFAULT_RETRIES,
     DEFAULT_TTL,
+    RESULTS_CAP,
     WRITTEN,
     Read,
     StoreStats,
@@ -48,7 +50,13 @@ class _Entry:
     token: Token
     value: bytes
     expires_at: float
-    results: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    results: OrderedDict[str, tuple[float, bytes]] = field(default_factory=OrderedDict)
+
+
+@dataclass
+class _Waiters:
+    condition: threading.Condition
+    count: int = 0
 
 
 @dataclass
@@ -71,8 +79,9 @@ class MemoryStore:
         Longest turn in seconds (a turn that is not ended in time lapses).
     lease_wait : float
         Seconds :meth:`begin` waits for another thread's turn before a ``busy`` StoreError.
-    keep_results : int
-        Idempotency results kept per key (the most recent).
+    keep_results, keep_results_for : int, float
+        Idempotency results kept per key: the last ``keep_results``, and any younger than
+        ``keep_results_for`` seconds (see :mod:`steerloop.stores.base`).
     clock : Callable[[], float]
         Monotonic clock in seconds for TTLs and leases (tests pass a fake one).
 
@@ -100,18 +109,22 @@ class MemoryStore:
         lease: float = DEFAULT_LEASE,
         lease_wait: float = DEFAULT_LEASE_WAIT,
         keep_results: int = DEFAULT_KEEP_RESULTS,
+        keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(ttl, retries, backoff, lease, lease_wait, keep_results)
+        check_store_settings(
+            ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
+        )
         self.ttl = float(ttl)
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.lease = float(lease)
         self.lease_wait = float(lease_wait)
         self.keep_results = int(keep_results)
+        self.keep_results_for = float(keep_results_for)
         self._clock = clock
         self._lock = threading.Lock()
-        self._turn_ended = threading.Condition(self._lock)
+        self._waiting: dict[str, _Waiters] = {}  # per key: who waits for its turn
         self._entries: dict[str, _Entry] = {}
         self._leases: dict[str, _Lease] = {}
         self._next_sweep = clock() + self.ttl
@@ -158,7 +171,7 @@ class MemoryStore:
                     self._counters.add("lease_timeouts")
                     self._counters.add("errors")
                     raise StoreError(self.name, key, self._busy_reason())
-                self._turn_ended.wait(min(remaining, max(lease.expires_at - now, 0.001)))
+                self._wait_for_turn(key, min(remaining, max(lease.expires_at - now, 0.001)))
 
     def write(
         self,
@@ -245,7 +258,8 @@ class MemoryStore:
         entry = self._live(key, now)
         if entry is None:
             return Read()
-        result = entry.results.get(idempotency_key) if idempotency_key else None
+        kept = entry.results.get(idempotency_key) if idempotency_key else None
+        result = None if kept is None else kept[1]
         if result is not None:
             self._counters.add("replays")
         value = None if entry.token == known else entry.value
@@ -265,7 +279,7 @@ class MemoryStore:
         if idempotency_key and entry is not None and idempotency_key in entry.results:
             if holder is not None:
                 self._end_turn(key, holder)
-            return Written(APPLIED, Read(entry.token, None, entry.results[idempotency_key]))
+            return Written(APPLIED, Read(entry.token, None, entry.results[idempotency_key][1]))
         lease = self._live_lease(key, now)
         if lease is not None and lease.holder != holder:
             return Written(BUSY, Read(), wait=lease.expires_at - now)
@@ -280,20 +294,42 @@ class MemoryStore:
             entry.value = value
             entry.expires_at = now + self.ttl
         if idempotency_key:
-            entry.results[idempotency_key] = bytes(result)
-            while len(entry.results) > self.keep_results:
-                entry.results.popitem(last=False)
+            self._keep_result(entry, idempotency_key, bytes(result), now)
         if holder is not None:
             self._end_turn(key, holder)
         if now >= self._next_sweep:
             self._sweep(now)
         return Written(WRITTEN, Read(entry.token))
 
+    def _keep_result(self, entry: _Entry, idempotency_key: str, result: bytes, now: float) -> None:
+        results = entry.results
+        results[idempotency_key] = (now, result)
+        cap = RESULTS_CAP * self.keep_results
+        while len(results) > self.keep_results:
+            oldest = next(iter(results.values()))[0]
+            if len(results) <= cap and now - oldest < self.keep_results_for:
+                break
+            results.popitem(last=False)
+
     def _end_turn(self, key: str, holder: str) -> None:
         lease = self._leases.get(key)
         if lease is not None and lease.holder == holder:
             del self._leases[key]
-            self._turn_ended.notify_all()
+            waiters = self._waiting.get(key)
+            if waiters is not None:
+                waiters.condition.notify()  # hand over to one waiter (the others keep waiting)
+
+    def _wait_for_turn(self, key: str, timeout: float) -> None:
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            waiters = self._waiting[key] = _Waiters(threading.Condition(self._lock))
+        waiters.count += 1
+        try:
+            waiters.condition.wait(timeout)
+        finally:
+            waiters.count -= 1
+            if waiters.count == 0:
+                del self._waiting[key]
 
     def _sweep(self, now: float) -> None:
         for key in [key for key, entry in self._entries.items() if entry.expires_at <= now]:

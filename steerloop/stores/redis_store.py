@@ -49,10 +49,12 @@ from steerloop.stores.base import (
     CONFLICT,
     DEFAULT_BACKOFF,
     DEFAULT_KEEP_RESULTS,
+    DEFAULT_KEEP_RESULTS_FOR,
     DEFAULT_LEASE,
     DEFAULT_LEASE_WAIT,
     DEFAULT_RETRIES,
     DEFAULT_TTL,
+    RESULTS_CAP,
     WRITTEN,
     Read,
     StoreStats,
@@ -129,8 +131,9 @@ class RedisStore:
         Longest turn in seconds: a turn whose holder is gone lapses after this long.
     lease_wait : float
         Seconds :meth:`begin` waits for a turn before a ``busy`` StoreError.
-    keep_results : int
-        Idempotency results kept per key (the most recent).
+    keep_results, keep_results_for : int, float
+        Idempotency results kept per key: the last ``keep_results``, and any younger than
+        ``keep_results_for`` seconds (see :mod:`steerloop.stores.base`).
     fallback : "memory" | None
         ``"memory"`` serves operations locally while Redis fails instead of raising
         (:mod:`steerloop.stores.fallback`); ``None`` (default) raises ``StoreError``.
@@ -170,12 +173,15 @@ class RedisStore:
         lease: float = DEFAULT_LEASE,
         lease_wait: float = DEFAULT_LEASE_WAIT,
         keep_results: int = DEFAULT_KEEP_RESULTS,
+        keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
         fallback: Literal["memory"] | None = None,
         fallback_probe: float = 5.0,
         client: redis.Redis | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(ttl, retries, backoff, lease, lease_wait, keep_results)
+        check_store_settings(
+            ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
+        )
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if fallback not in (None, "memory"):
@@ -189,6 +195,7 @@ class RedisStore:
         self.lease = float(lease)
         self.lease_wait = float(lease_wait)
         self.keep_results = int(keep_results)
+        self.keep_results_for = float(keep_results_for)
         self.namespace = namespace
         self.timeout = float(timeout)
         self.fallback = fallback
@@ -219,7 +226,13 @@ class RedisStore:
         self._fallback: LocalFallback | None = None
         if fallback is not None:
             local = MemoryStore(
-                ttl=ttl, retries=retries, lease=lease, lease_wait=lease_wait, clock=clock
+                ttl=ttl,
+                retries=retries,
+                lease=lease,
+                lease_wait=lease_wait,
+                keep_results=keep_results,
+                keep_results_for=keep_results_for,
+                clock=clock,
             )
             self._fallback = LocalFallback(
                 self.name, local, probe=fallback_probe, clock=clock, counters=self._counters
@@ -319,7 +332,10 @@ class RedisStore:
         if self._fallback is not None and self._fallback.active:
             self._fallback.release(turn)
             return
-        self._call(turn.key, "release", self._release_script, [turn.holder, self._lease_ms()])
+        try:
+            self._call(turn.key, "release", self._release_script, [turn.holder, self._lease_ms()])
+        except self._errors as error:  # the turn lapses after its lease anyway
+            raise self._store_error(turn.key, "release", error) from error
 
     def delete(self, key: str) -> None:
         """Remove ``key`` and its results (and any local fallback copy). Never degrades."""
@@ -424,6 +440,8 @@ class RedisStore:
             self._lease_ms(),
             generation or new_generation(),
             "" if version is None else version,
+            RESULTS_CAP * self.keep_results,
+            max(0, round(self.keep_results_for * 1000)),
         ]
         reply = self._call(key, "write", self._write_script, args)
         code = int(reply[0])

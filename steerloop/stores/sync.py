@@ -32,10 +32,12 @@ Never silently wrong:
   automatic one per call) stored atomically with the value. If a write's reply is lost
   (timeout, dropped connection), the call asks the store once more in the same call: a
   landed write returns its result, one that did not land is retried. If the store cannot
-  say, :class:`~steerloop.errors.StoreInDoubtError` carries the key: calling again with
-  ``idempotency_key=error.idempotency_key`` applies the update exactly once. With a caller's
-  key, ``dump_result(result)`` is stored with the value and ``load_result(bytes)`` rebuilds
-  it for a call that finds its key applied (from an earlier call, maybe in another process).
+  say, :class:`~steerloop.errors.StoreInDoubtError` is raised; with a caller's key it
+  carries it (``error.idempotency_key``), and calling again with it applies the update
+  exactly once. With a caller's key, ``dump_result(result)`` is stored with the value and
+  ``load_result(bytes)`` rebuilds it for a call that finds its key applied (an earlier call,
+  maybe in another process); an automatic key stores an empty result (it is never reused
+  by another call), so an update without a key costs no ``dump_result``.
 * Any other failure raises :class:`~steerloop.errors.StoreError` — whether or not the
   caller is "strict": a lost update is never silent. The copy is then marked for reload.
 
@@ -119,8 +121,15 @@ class StoredCopy:
 
     @property
     def known(self) -> Token | None:
-        """The token to send with a read: the store skips the value when it is this one."""
-        return None if self.dirty else self.token
+        """The token to send with a read: the store skips the value when it is this one.
+
+        A copy that must be reloaded sends its generation with version 0 (which no stored
+        value has), so the value is always sent and a store can still tell the copy's
+        lineage (the memory fallback needs it); a never-stored copy sends ``None``.
+        """
+        if not self.dirty:
+            return self.token
+        return None if self.generation is None else Token(self.generation, 0)
 
     def matched(self, token: Token) -> None:
         """The local copy now equals the stored value ``token``."""
@@ -282,8 +291,10 @@ class _Call(Generic[R]):
                 result=stored,
             )
         except StoreInDoubtError as error:
+            if not self.keep_result:  # the automatic key is this call's own: not the caller's
+                error = StoreInDoubtError(error.store, error.key, error.reason, None)
             if self.doubt is not None:  # asked once already and the answer was lost again
-                raise
+                raise error from None
             self.doubt, self.doubt_turn, self.result = error, self.turn, result
             self.turn = None
             return False
