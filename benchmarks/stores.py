@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import shutil
 import signal
@@ -390,6 +391,7 @@ def run_all(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
     filter_logging()
     reps, block = (7, 10) if quick else (61, 20)
     results: dict[str, Any] = {"machine": machine_info(), "mode": "quick" if quick else "full"}
+    results["machine"]["hiredis"] = importlib.util.find_spec("hiredis") is not None
     started = time.perf_counter()
     with redis_server() as url:
         results["redis"] = url is not None
@@ -492,14 +494,18 @@ def render_table(results: Mapping[str, Any]) -> str:
 
 METHOD = """\
 - **Server.** The run starts its own `redis-server` (127.0.0.1, free port, no persistence,
-  the Debian package of the machine) and stops it; every client is redis-py without hiredis.
+  the Debian package of the machine) and stops it; clients are redis-py, with its hiredis
+  parser when installed (the `redis` extra installs it).
 - **One worker.** Three sessions of `Controller(preset="paper")` in one process, one local,
   one on a `MemoryStore`, one on a `RedisStore`, each warmed with 300 updates of the same
   score stream as the step benchmark; then blocks of consecutive updates of each, in a
   balanced random order (`benchmarks.run.interleave`), timed on the **wall clock** (the
   store's cost is mostly waiting for Redis); the ratio is the median of the per-repetition
   ratios with its 25th–75th percentiles. One worker owns the session, so each update is
-  one round trip: the compare-and-set write (the session's copy is current).
+  one round trip: the compare-and-set write (the session's copy is current). The "value
+  that costs nothing to produce" variant runs a local session's update through
+  `read_modify_write` on Redis with precomputed bytes of the real size: the store's own
+  cost, without the session's snapshot and codec.
 - **Round trips** are counted by the store (`StoreStats.round_trips`: scripts and BLPOPs);
   "taking turns" is two controllers of one process alternating on one session after 20
   warm-up updates: each update then takes its turn (one script that also reads) and writes.
@@ -521,7 +527,8 @@ def render_markdown(results: Mapping[str, Any], command: str) -> str:
             "## Session store (`python -m benchmarks.stores`)",
             "",
             f"Produced by `{command}` ({results['mode']} run, {results['elapsed_s']:.0f} s) on "
-            f"{m['cpu_model']}, {m['cpus']} cores, Python {m['python']}; load average at start "
+            f"{m['cpu_model']}, {m['cpus']} cores, Python {m['python']}, hiredis "
+            f"{'yes' if m.get('hiredis') else 'no'}; load average at start "
             f"{', '.join(f'{v:.2f}' for v in (m.get('load_average') or []))}.",
             "",
             render_table(results),

@@ -11,7 +11,7 @@ Format: the 3-byte header ``b"SL\\x01"`` (magic, format version 1), then Message
 byte, each dimension as a little-endian uint32, then the array's raw little-endian float64
 bytes (C order).
 
-Why this format, by measurement (2-core AMD EPYC, Python 3.11, a d = 3 session-like tree with
+Why this format, by measurement (2-core Intel Xeon, Python 3.11, a d = 3 session-like tree with
 4 strategies: 15 arrays, ~3.4 kB encoded; ``python -m benchmarks.stores`` measures it again):
 
 ============================  =======  ========  ========  ============================
