@@ -39,8 +39,9 @@ pytest: $(STAMP_TEST) system-deps
 
 test: lint typecheck pytest
 
-bench: $(STAMP_TEST)
+bench: $(STAMP_TEST) system-deps
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.stores
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

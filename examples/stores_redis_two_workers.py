@@ -16,6 +16,8 @@ Run (a Redis server must be reachable)::
     STEERLOOP_REDIS_URL=redis://127.0.0.1:6379/0 python examples/stores_redis_two_workers.py
 
 Keys live under a fresh namespace ``steerloop-example-<random>`` and are deleted at the end.
+Every wait derives from ``--timeout`` (default 60 s; the socket timeouts of the example's own
+Redis clients are set above it, never left at redis-py's 5 s default).
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ from typing import Any
 import numpy as np
 import redis
 
-from steerloop import Controller, Decision
+from steerloop import Controller, Decision, SessionState
 from steerloop.simulate import paper_environment
-from steerloop.stores import RedisStore
+from steerloop.stores import RedisStore, codec
 
 SESSION = "user-42"
 SEED = 7
 OBJECTIVES = ("security", "efficiency", "functionality")
-TURN_TIMEOUT = 60  # seconds a worker waits for its turn before giving up
+DEFAULT_TIMEOUT = 60.0  # seconds a worker waits for its turn before giving up
 
 
 def summary(decision: Decision) -> dict[str, Any]:
@@ -74,13 +76,19 @@ def respond(
     return decision, x_next.tolist()
 
 
-def worker(index: int, url: str, namespace: str, steps: int) -> None:
+def client_for(url: str, timeout: float) -> redis.Redis:
+    """A client whose socket timeout outlasts a ``timeout``-second BLPOP."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout + 10)
+
+
+def worker(index: int, url: str, namespace: str, steps: int, timeout: float) -> None:
     """Serve the steps ``index + 1, index + 3, ...`` when it is this worker's turn."""
-    client = redis.Redis.from_url(url, decode_responses=True)
-    controller = Controller(preset="paper", store=RedisStore(url, namespace=namespace))
+    client = client_for(url, timeout)
+    store = RedisStore(url, namespace=namespace, timeout=timeout / 4)
+    controller = Controller(preset="paper", store=store)
     for step in range(index, steps, 2):
-        if client.blpop([f"{namespace}:turn:{index}"], timeout=TURN_TIMEOUT) is None:
-            raise SystemExit(f"worker {index}: no turn within {TURN_TIMEOUT} s")
+        if client.blpop([f"{namespace}:turn:{index}"], timeout=timeout) is None:
+            raise SystemExit(f"worker {index}: no turn within {timeout:g} s")
         session = controller.session(SESSION)  # brought up to date from Redis
         env_state = json.loads(client.get(f"{namespace}:env") or "null")
         decision, env_next = respond(env_state, step, session.update)
@@ -108,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis URL (default: $STEERLOOP_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a worker waits (60)"
+    )
     args = parser.parse_args(argv)
     namespace = f"steerloop-example-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(args.url, decode_responses=True)
+    client = client_for(args.url, args.timeout)
     try:
         client.ping()
     except redis.RedisError as error:
@@ -121,19 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     client.set(f"{namespace}:env", json.dumps(initial))
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=worker, args=(i, args.url, namespace, args.steps)) for i in (0, 1)
+        context.Process(target=worker, args=(i, args.url, namespace, args.steps, args.timeout))
+        for i in (0, 1)
     ]
     try:
         for process in workers:
             process.start()
         client.rpush(f"{namespace}:turn:0", 1)  # worker 0 starts
         for process in workers:
-            process.join(timeout=TURN_TIMEOUT * 2)
+            process.join(timeout=args.timeout * 2)
         if any(process.exitcode != 0 for process in workers):
             print("a worker failed", file=sys.stderr)
             return 1
         shared = [json.loads(item) for item in client.lrange(f"{namespace}:decisions", 0, -1)]
-        final_state = RedisStore(args.url, namespace=namespace).load(SESSION)
+        final = RedisStore(args.url, namespace=namespace, timeout=args.timeout / 4).read(SESSION)
     finally:
         for process in workers:
             if process.is_alive():
@@ -146,14 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     served_by = [item.pop("worker") for item in shared]
     # JSON turns None/float keys the same way on both sides: compare through JSON
     same = json.loads(json.dumps(reference)) == shared
-    same_state = final_state is not None and final_state[0] == reference_state
+    final_state = (
+        None
+        if final.value is None
+        else SessionState.model_validate(codec.decode(final.value)).model_dump_json()
+    )
+    same_state = final_state == reference_state
     for item, who in zip(shared, served_by, strict=True):
         if item["changed"] or item["step"] == 1:
             print(
                 f"step {item['step']:3d}  worker {who}  -> {item['strategy']:<20} "
                 f"rule={item['rule']}  mode={item['mode']}"
             )
-    version = final_state[1] if final_state else None
+    version = final.token.version if final.token else None
     print(f"{len(shared)} steps served alternately by workers {sorted(set(served_by))}")
     print(f"store version {version}; decisions identical to one process: {same}; ", end="")
     print(f"final state identical: {same_state}")

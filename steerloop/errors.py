@@ -14,8 +14,14 @@ caller needs to react without parsing the message::
     ├── TrajectoryFormatError  a trajectory (JSONL) file is malformed (source, line, detail);
     │                    also a ValueError
     └── StoreError       a session state store failed (store, key, reason)
-        └── StoreConflictError   a compare-and-set lost to another writer (expected, actual,
-                                 attempts); defined in :mod:`steerloop.stores.base`
+        ├── StoreConflictError     a compare-and-set kept losing to other writers (expected,
+        │                          actual, attempts): nothing was written
+        ├── SessionVanishedError   the stored value this worker's copy descends from is gone
+        │                          (deleted, expired, lost by the server) or was rolled back
+        │                          (held, found): nothing was written
+        └── StoreUnavailableError  the server refused, failed or did not answer in time
+            └── StoreInDoubtError  a write was sent and its reply was lost: it may or may not
+                                   have been applied (idempotency_key: retry with it)
 
     ScoreWarning (UserWarning)   a score was invalid or its key named no objective; it counted
                                  as missing (one warning per session and key)
@@ -35,11 +41,15 @@ __all__ = [
     "PolicyIssue",
     "ScoreWarning",
     "ScorerError",
+    "SessionVanishedError",
     "ShapeError",
     "SnapshotVersionError",
     "SteerloopError",
+    "StoreConflictError",
     "StoreError",
     "TrajectoryFormatError",
+    "StoreInDoubtError",
+    "StoreUnavailableError",
 ]
 
 
@@ -207,3 +217,82 @@ class ScoreWarning(UserWarning):
     The value counted as missing (``errors``/``scores.unknown`` diagnostics); a session warns
     once per key. Pass ``strict=True`` to the controller to raise instead.
     """
+class StoreConflictError(StoreError):
+    """A compare-and-set found another version than expected; nothing was written.
+
+    :func:`steerloop.stores.sync.read_modify_write` retries conflicts ``store.retries``
+    times and then raises this with ``attempts`` > 1: the update was **not** applied; retry
+    it or lower the contention on the key. ``expected`` and ``actual`` are the tokens
+    (:class:`steerloop.stores.Token`, or ``None`` for "absent") compared last.
+    """
+
+    def __init__(
+        self, store: str, key: str, expected: object, actual: object, attempts: int = 1
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        self.attempts = attempts
+        if attempts > 1:
+            reason = (
+                f"conflict: {attempts} attempts each found the value changed by another "
+                "worker before the write; the update was NOT applied. Retry it, route a "
+                "key's calls to one worker, or raise the store's retries="
+            )
+        else:
+            reason = f"conflict: expected {expected}, found {actual}; nothing written"
+        super().__init__(store, key, reason)
+
+
+class SessionVanishedError(StoreError):
+    """The stored value this worker's copy descends from is gone; nothing was written.
+
+    ``held`` is the token (generation and version) of the last stored value this worker's
+    copy matched; ``found`` is what the store holds now (``None``: nothing). Either the key
+    was deleted, expired (TTL), or the server lost it (a restart without persistence): then
+    ``found`` is ``None`` or a token of another generation (another worker created the key
+    anew). Or the server went *back* within the generation (``found.version <
+    held.version``: a fail-over to a replica that had not received the latest writes).
+    The worker's copy is reset to what the store holds (a fresh value when nothing) so the
+    next call continues from the store; the update that raised was not applied.
+    """
+
+    def __init__(self, store: str, key: str, held: object, found: object) -> None:
+        self.held = held
+        self.found = found
+        if found is None:
+            what = "is gone (deleted, expired, or lost by a server restart)"
+        elif getattr(found, "generation", None) != getattr(held, "generation", None):
+            what = f"was replaced by a new value created elsewhere ({found})"
+        else:
+            what = f"went back to {found} (a fail-over lost the latest writes)"
+        super().__init__(
+            store,
+            key,
+            f"vanished: the stored value this worker held ({held}) {what}; the update was "
+            "NOT applied and this worker's copy now follows the store (a fresh value when "
+            "it holds none). Restore from your own snapshot if the data matters",
+        )
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server refused the connection, failed, or did not answer in time."""
+
+
+class StoreInDoubtError(StoreUnavailableError):
+    """A write was sent but its reply was lost: it may or may not have been applied.
+
+    It was applied entirely or not at all, never partly. When the update was given an
+    ``idempotency_key``, call it again with the same key: if the first write landed, its
+    stored result is returned and nothing is applied twice. (Updates without a key use an
+    automatic one inside the library's own retries only; ``idempotency_key`` is then
+    ``None``.)
+    """
+
+    def __init__(self, store: str, key: str, reason: str, idempotency_key: str | None) -> None:
+        self.idempotency_key = idempotency_key
+        if idempotency_key is not None:
+            hint = f" Retry with idempotency_key={idempotency_key!r} to apply it exactly once."
+        else:
+            hint = " Give updates an idempotency_key= to retry such an update exactly once."
+        super().__init__(store, key, reason + hint)
+        self.reason = reason

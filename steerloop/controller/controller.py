@@ -16,7 +16,7 @@ from steerloop.controller.state import SessionState
 from steerloop.errors import PolicyError
 from steerloop.policies.engine import PolicyEngine
 from steerloop.policies.schema import Policy, validate_policy
-from steerloop.stores.sync import sync_session
+from steerloop.stores.sync import sync
 
 if TYPE_CHECKING:
     from steerloop.scoring.base import CompositeScorer, Scorer
@@ -222,7 +222,14 @@ class Controller:
             if session is None:
                 session = self._sessions[session_id] = Session(self, session_id)
         if self._store is not None:
-            sync_session(session, self._store)
+            with session._lock:
+                sync(
+                    self._store,
+                    session_id,
+                    session._stored,
+                    load=session._load_wire,
+                    fresh=session._reset,
+                )
         return session
 
     def sessions(self) -> list[str]:

@@ -12,6 +12,7 @@ missing and are counted (``scores.unknown``), with one warning per session and k
 from __future__ import annotations
 
 import asyncio
+import json
 import numbers
 import threading
 import warnings
@@ -27,7 +28,9 @@ from steerloop.controller.state import SessionState
 from steerloop.controller.step import SessionCore, StepInput
 from steerloop.errors import ScorerError, ScoreWarning, SteerloopError
 from steerloop.scoring.validation import check_score, check_scores
-from steerloop.stores.sync import read_modify_write
+from steerloop.policies.outcome import Alert
+from steerloop.stores import codec
+from steerloop.stores.sync import StoredCopy, read_modify_write
 
 if TYPE_CHECKING:
     from steerloop.controller.controller import Controller
@@ -51,7 +54,7 @@ class Session:
         size = controller.history_size
         self._history: deque[Decision] | None = deque(maxlen=size) if size else None
         self._warned: set[str] = set()
-        self._store_version = 0  # version of the stored state this copy matches (stores only)
+        self._stored = StoredCopy()  # which stored value this copy matches (stores only)
 
     def __repr__(self) -> str:
         core = self._core
@@ -113,6 +116,7 @@ class Session:
         severity: float | None = None,
         scorer_errors: int = 0,
         steps_left: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Decision:
         """Feed one response's scores and get the decision for the next call.
 
@@ -130,6 +134,10 @@ class Session:
         steps_left : int | None
             Iterations the loop will still run after this one (the planner's horizon);
             default: the policy's ``horizon`` minus the steps done, or unknown.
+        idempotency_key : str | None
+            With a store: apply this update at most once. A call with a key that was applied
+            already (an earlier call whose reply was lost, in any worker) applies nothing and
+            returns the decision stored with it. Without a store it is ignored.
 
         Returns
         -------
@@ -142,25 +150,48 @@ class Session:
         TypeError, ValueError
             On a bad argument, before anything changes.
         StoreError
-            With a store only: the store failed or conflicts outlasted the retries; the
-            update was not applied (:mod:`steerloop.stores.sync`).
+            With a store only, strict or not: the store failed, conflicts outlasted the
+            retries (:class:`~steerloop.errors.StoreConflictError`) or the stored session
+            vanished (:class:`~steerloop.errors.SessionVanishedError`); the update was not
+            applied. :class:`~steerloop.errors.StoreInDoubtError`: it may have been; call
+            again with its ``idempotency_key`` (see :mod:`steerloop.stores.sync`).
         """
         data = self._check(scores, severity, scorer_errors, steps_left)
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise TypeError(f"idempotency_key must be a str or None, got {idempotency_key!r}")
         controller = self._controller
+        replayed: list[Decision] = []
         with self._lock:
             finish = controller._start_step(self)
             self._sync_policy()
             store = controller.store
             if store is None:
                 decision = self._guarded_step(data)
-            else:
-                decision = read_modify_write(self, store, lambda: self._guarded_step(data))
+            else:  # read-modify-write through the store (steerloop.stores.sync)
+
+                def replay(stored: bytes) -> Decision:
+                    replayed.append(_load_decision(stored))
+                    return replayed[-1]
+
+                decision = read_modify_write(
+                    store,
+                    self._id,
+                    self._stored,
+                    load=self._load_wire,
+                    fresh=self._reset,
+                    step=lambda: self._guarded_step(data),
+                    dump=self._dump_wire,
+                    dump_result=_dump_decision,
+                    load_result=replay,
+                    idempotency_key=idempotency_key,
+                )
             self._last_decision = decision
             if self._history is not None:
                 self._history.append(decision)
             for done in finish:
                 controller._call_safely(done)
-        controller._notify(self, decision)
+        if not replayed:  # a replayed decision was reported when it was made
+            controller._notify(self, decision)
         return decision
 
     def _check(
@@ -287,8 +318,26 @@ class Session:
             self._sync_policy()
             return self._core.to_state()
 
-    def _snapshot_unlocked(self) -> SessionState:
-        return self._core.to_state()
+    # -- the stored form (steerloop.stores.sync callbacks; the caller holds the lock) ---
+
+    def _dump_wire(self) -> bytes:
+        """The bytes a store keeps: the snapshot with raw float arrays, in the stores' codec."""
+        return codec.encode(self._core.to_state(arrays="raw").model_dump())
+
+    def _load_wire(self, value: bytes) -> None:
+        """Replace this copy's state by stored bytes (``ValueError`` when they do not fit)."""
+        state = SessionState.model_validate(codec.decode(value))
+        if state.session_id != self._id:
+            raise ValueError(
+                f"the stored state belongs to session {state.session_id!r}; two ids map to "
+                "one key or the key was written by another application"
+            )
+        self._load(state)
+
+    def _reset(self) -> None:
+        """Start afresh (the stored session vanished or was never stored)."""
+        controller = self._controller
+        self._core = SessionCore(self._id, controller.policy, controller._settings)
 
     def _load(self, state: SessionState) -> None:
         controller = self._controller
@@ -300,3 +349,30 @@ def _bad(name: str, expected: str, value: object, reason: str | None) -> Excepti
     if reason == "non_numeric":
         return TypeError(text)
     return ValueError(f"{text} ({reason})")
+
+
+def _dump_decision(decision: Decision) -> bytes:
+    """A decision as JSON bytes (stored with an idempotency key)."""
+    document = decision.to_dict(prompt=True)
+    return json.dumps(document, allow_nan=True, separators=(",", ":")).encode()
+
+
+def _load_decision(data: bytes) -> Decision:
+    """The decision :func:`_dump_decision` wrote."""
+    document = json.loads(data)
+    return Decision(
+        strategy=document["strategy"],
+        prompt=document["prompt"],
+        changed=document["changed"],
+        rule=document["rule"],
+        reason=document["reason"],
+        mode=document["mode"],
+        focus=document["focus"],
+        diagnostics=document["diagnostics"],
+        previous_strategy=document["previous_strategy"],
+        step=document["step"],
+        missing=tuple(document["missing"]),
+        alerts=tuple(Alert(**alert) for alert in document["alerts"]),
+        error=document["error"],
+        session_id=document["session_id"],
+    )

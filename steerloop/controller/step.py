@@ -20,7 +20,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -232,8 +232,8 @@ class SessionCore:
 
     # -- snapshots ----------------------------------------------------------------------
 
-    def to_state(self) -> SessionState:
-        """The session's snapshot."""
+    def to_state(self, *, arrays: Literal["base64", "raw"] = "base64") -> SessionState:
+        """The session's snapshot (``arrays="raw"`` keeps numpy arrays, for a binary codec)."""
         return SessionState(
             session_id=self.session_id,
             objectives=list(self.models.settings.objectives),
@@ -247,8 +247,8 @@ class SessionCore:
             scorer_errors=self.scorer_errors,
             rule_errors=self.rule_errors,
             unknown_scores=self.unknown_scores,
-            models=to_tree(self.models.to_state()),
-            engine=to_tree(self.memory.to_state()),
+            models=to_tree(self.models.to_state(), arrays=arrays),
+            engine=to_tree(self.memory.to_state(), arrays=arrays),
         )
 
     @classmethod

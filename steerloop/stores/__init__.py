@@ -1,4 +1,4 @@
-"""Session state stores: share sessions between workers and keep them across restarts.
+"""State stores: share sessions between workers and keep them across restarts.
 
 Pass a store to the controller; sessions then live in it::
 
@@ -14,28 +14,30 @@ Pass a store to the controller; sessions then live in it::
   ``pip install 'steerloop[redis]'``; redis-py is imported only when a RedisStore is built).
 
 Without a store (the default) nothing changes: each controller keeps its sessions in a dict.
-The protocol, the update cycle and the failure behaviour are described in
-:mod:`steerloop.stores.base` and :mod:`steerloop.stores.sync`. In short: ``update`` reloads the
-session only when another worker wrote it, retries a version conflict ``store.retries``
-times and then raises :class:`StoreConflictError`; a store failure raises
-:class:`~steerloop.errors.StoreError` even in non-strict mode (a lost update is never silent)
-unless ``RedisStore(fallback="memory")`` was chosen, which degrades to local memory and
-counts it in :meth:`StateStore.stats`.
 
-Notes
------
-* ``controller.session(id)`` reads the store (one round trip; the full state only when it
-  changed), so ``session.prompt`` reflects other workers' updates; ``session.snapshot()``
-  and the read-only properties show this process's copy as of its last access.
-* ``controller.drop(id)`` forgets the local object only; ``store.delete(id)`` deletes the
-  shared state.
-* ``controller.restore(state)`` creates a local session from a snapshot; it is written to
-  the store by its next update, unless the store already holds that id (the store wins).
+Stores move versioned bytes and know nothing of sessions:
+
+* :mod:`steerloop.stores.base` — the :class:`StateStore` protocol: per key one value with a
+  :class:`Token` (a generation that is new whenever the key is created, and a version),
+  compare-and-set writes, turns (leases) for contending workers, idempotency results;
+* :mod:`steerloop.stores.sync` — the generic read–modify–write of a worker's local copy
+  (one round trip when the copy is current, two under contention; exactly-once with
+  idempotency keys; a vanished value is reported, never silently restarted);
+* :mod:`steerloop.stores.codec` — a compact exact binary codec for the stored values;
+* :mod:`steerloop.stores.fallback` — ``RedisStore(fallback="memory")``;
+* :mod:`steerloop.testing` — stores that fail on demand, for your tests.
+
+Failures raise :class:`~steerloop.errors.StoreError` even in non-strict mode (a lost update
+is never silent): :class:`StoreConflictError` (conflicts outlasted the retries),
+:class:`~steerloop.errors.SessionVanishedError`,
+:class:`~steerloop.errors.StoreUnavailableError` and
+:class:`~steerloop.errors.StoreInDoubtError` (retry with its ``idempotency_key``).
 """
 
 from typing import TYPE_CHECKING
 
-from steerloop.stores.base import StateStore, StoreConflictError, StoreStats
+from steerloop.errors import StoreConflictError
+from steerloop.stores.base import Read, StateStore, StoreStats, Token, Turn, Written
 from steerloop.stores.memory import MemoryStore
 from steerloop.stores.redis_store import RedisStore
 
@@ -45,4 +47,14 @@ if TYPE_CHECKING:  # mypy checks that both stores satisfy the protocol
         return memory, redis
 
 
-__all__ = ["MemoryStore", "RedisStore", "StateStore", "StoreConflictError", "StoreStats"]
+__all__ = [
+    "MemoryStore",
+    "Read",
+    "RedisStore",
+    "StateStore",
+    "StoreConflictError",
+    "StoreStats",
+    "Token",
+    "Turn",
+    "Written",
+]

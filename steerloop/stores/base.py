@@ -1,85 +1,166 @@
-"""The :class:`StateStore` protocol shared by every session state store.
+"""The :class:`StateStore` protocol: versioned bytes per key, compare-and-set, turns.
 
-A store keeps one JSON document per session id together with an integer *version*:
+A store keeps, per key, one opaque value (bytes: the store never looks inside) with a
+:class:`Token`:
 
-* ``load(key)`` returns ``(state_json, version)`` or ``None`` when the key is absent;
-* ``load_if_changed(key, known_version)`` returns ``(state_json, version)`` when the stored
-  version differs from ``known_version``, and ``(None, known_version)`` when it does not —
-  one round trip either way, so a session that another worker did not touch is not parsed
-  and rebuilt again (an absent key is ``(None, 0)``);
-* ``save(key, state_json, expected_version)`` is a compare-and-set: it writes only when the
-  stored version equals ``expected_version`` (``0`` = the key must be absent) and returns
-  the new version ``expected_version + 1``; otherwise it writes nothing and raises
-  :class:`StoreConflictError`;
-* ``delete(key)`` removes the key (no error when absent);
-* ``exclusive(key)`` is a context manager giving *advisory* mutual exclusion of one
-  read–modify–write, so contending workers take turns instead of wasting steps on writes the
-  compare-and-set refuses. It gives up silently after ``lease_wait`` seconds (or when the
-  lock cannot be taken at all) and the update proceeds optimistically: correctness rests on
-  ``save`` alone. A store without locking returns :func:`contextlib.nullcontext`.
+* ``generation`` — a random id chosen when the key is **created** (first write, or first
+  write after it was deleted, expired or lost). A key that disappears and comes back gets a
+  new generation, so a worker's copy of the old value can never be taken for the new one
+  (no ABA when versions restart);
+* ``version`` — 1 for the first write of a generation, +1 for each later write.
 
-Versions start at 1 and grow by one per successful save, so after *n* saves of a new key its
-version is exactly *n*. Every key carries a time to live of ``ttl`` seconds, renewed by each
-save. The value is always the JSON of :class:`steerloop.SessionState` (with its
-``schema_version``), never pickle: a shared store must not be able to run code in a worker.
+Operations (each one round trip to a server store):
 
-Failures other than a conflict raise :class:`steerloop.errors.StoreError` with the store's
-``name``, the session id as ``key`` and a ``reason`` saying what happened and how to fix it.
+* ``read(key, known)`` -> :class:`Read`: the token, and the value unless it is the one
+  ``known`` names (a worker whose copy is current is not sent the value again);
+* ``begin(key, known)`` -> :class:`Turn`: waits for this worker's *turn* on the key (a
+  lease that lasts at most ``lease`` seconds), then reads, in one round trip when nobody
+  else holds the turn. While a worker holds the turn, writes from other workers are refused
+  (:data:`BUSY`), so contending workers take turns instead of computing steps that a
+  compare-and-set would refuse. A turn whose holder is gone (crashed, hung, cut off) ends
+  when its lease does: nobody waits longer than ``lease`` for a holder that is gone;
+* ``write(key, value, expected, turn=...)`` -> :class:`Written`: a compare-and-set. It
+  writes only when the stored token equals ``expected`` (``None``: the key must be absent;
+  the store then creates a new generation) and no other worker holds the turn. It ends the
+  caller's turn when it writes. A refused write returns what the store holds
+  (:data:`CONFLICT`, with the value, so the caller needs no extra read) or how long the
+  other worker's turn still lasts (:data:`BUSY`);
+* ``release(turn)`` ends a turn without writing (or withdraws from the queue);
+* ``delete(key)``; ``stats()``.
+
+**Exactly once.** ``read``, ``begin`` and ``write`` take an ``idempotency_key``. A write
+stores ``result`` (bytes) under its key atomically with the value. When the key was applied
+already, ``read``/``begin`` return its result (``Read.result``) and ``write`` writes nothing
+and returns it (:data:`APPLIED`). Results are dropped with the key, and bounded: a result is
+kept while it is one of the last ``keep_results`` of its key **or** younger than
+``keep_results_for`` seconds, and never beyond ``RESULTS_CAP × keep_results`` results. So a
+retry is applied exactly once if it comes within ``keep_results_for`` seconds of the first
+attempt (unless the key took more than ``RESULTS_CAP × keep_results`` updates meanwhile), or
+before ``keep_results`` later updates of the key.
+
+Failures raise :class:`~steerloop.errors.StoreError` (``store``, ``key``, ``reason``):
+:class:`~steerloop.errors.StoreUnavailableError` when the server refused, failed or did not
+answer in time (nothing was written), :class:`~steerloop.errors.StoreInDoubtError` when a
+write's reply was lost (it may have been applied; retry with its idempotency key).
+
+:mod:`steerloop.stores.sync` builds the read–modify–write of one update on this protocol.
 """
 
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
-from typing import Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
-from steerloop.errors import StoreError
+from steerloop.errors import StoreConflictError
 
 __all__ = [
+    "APPLIED",
+    "BUSY",
+    "CONFLICT",
     "DEFAULT_BACKOFF",
+    "DEFAULT_KEEP_RESULTS",
+    "DEFAULT_KEEP_RESULTS_FOR",
+    "DEFAULT_LEASE",
     "DEFAULT_LEASE_WAIT",
     "DEFAULT_RETRIES",
     "DEFAULT_TTL",
+    "RESULTS_CAP",
+    "WRITTEN",
+    "Read",
     "StateStore",
     "StoreConflictError",
     "StoreStats",
+    "Token",
+    "Turn",
+    "Written",
 ]
 
-#: Default time to live of a stored session, in seconds (renewed by every save): 1 day.
+#: Default time to live of a stored key, in seconds (renewed by every write): 1 day.
 DEFAULT_TTL = 86_400.0
-#: Default number of retries after a version conflict before :class:`StoreConflictError`.
+#: Default number of retries after a conflict before :class:`StoreConflictError`.
 DEFAULT_RETRIES = 16
-#: Default base of the jittered exponential back-off between conflict retries, in seconds.
+#: Default base of the jittered exponential back-off between optimistic retries, in seconds.
 DEFAULT_BACKOFF = 0.001
-#: Default seconds to wait for another worker's turn on a session before going optimistic.
+#: Default longest turn, in seconds: a holder that is gone keeps others waiting this long.
+DEFAULT_LEASE = 2.0
+#: Default seconds to wait for a turn before giving up with a ``busy`` StoreError.
 DEFAULT_LEASE_WAIT = 10.0
+#: Default number of idempotency results kept per key (the most recent ones), at least.
+DEFAULT_KEEP_RESULTS = 64
+#: Default seconds an idempotency result is kept at least (within the cap).
+DEFAULT_KEEP_RESULTS_FOR = 60.0
+#: Results of one key never exceed ``RESULTS_CAP × keep_results`` (whatever their age).
+RESULTS_CAP = 16
+
+Outcome = Literal["written", "applied", "conflict", "busy"]
+#: ``write`` wrote the value (``Written.read.token`` is the new token).
+WRITTEN: Final = "written"
+#: The idempotency key had been applied already: nothing written, ``read.result`` is its result.
+APPLIED: Final = "applied"
+#: The stored token is not ``expected``: nothing written; ``read`` is what the store holds.
+CONFLICT: Final = "conflict"
+#: Another worker holds the turn: nothing written; ``wait`` is how long it may still last.
+BUSY: Final = "busy"
 
 
-class StoreConflictError(StoreError):
-    """A compare-and-set found another version than expected (nothing was written).
+@dataclass(frozen=True, slots=True)
+class Token:
+    """Which stored value: its key's generation (random, new on creation) and version.
 
-    Raised by ``StateStore.save`` for one conflict, and by :meth:`steerloop.Session.update`
-    when the retries were used up (``attempts`` > 1): the update was **not** applied, retry
-    it or lower the contention on this session.
+    Examples
+    --------
+    >>> Token("3f2a", 7) == Token("3f2a", 7), str(Token("3f2a", 7))
+    (True, 'generation 3f2a version 7')
     """
 
-    def __init__(
-        self, store: str, key: str, expected: int, actual: int | None, attempts: int = 1
-    ) -> None:
-        self.expected = expected
-        self.actual = actual
-        self.attempts = attempts
-        found = "another version" if actual is None else f"version {actual}"
-        if attempts > 1:
-            reason = (
-                f"conflict: {attempts} attempts each found the session changed by another "
-                "worker before the write; the update was NOT applied. Retry it, route a "
-                "session's calls to one worker, or raise the store's retries="
-            )
-        else:
-            reason = f"conflict: expected version {expected}, found {found}; nothing written"
-        super().__init__(store, key, reason)
+    generation: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"generation {self.generation} version {self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What a store holds for one key.
+
+    Attributes
+    ----------
+    token : Token | None
+        The stored value's token; ``None`` when the key is absent.
+    value : bytes | None
+        The stored value; ``None`` when absent or when it is the value ``known`` named.
+    result : bytes | None
+        When the caller's idempotency key had been applied: the result stored with it.
+    """
+
+    token: Token | None = None
+    value: bytes | None = None
+    result: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A worker's turn on a key, from :meth:`StateStore.begin` to ``write``/``release``.
+
+    ``holder`` is ``None`` when no turn is held: the idempotency key had been applied
+    (``read.result`` is set) and ``begin`` returned at once.
+    """
+
+    key: str
+    holder: str | None
+    read: Read
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a :meth:`StateStore.write` did: see :data:`WRITTEN`, :data:`APPLIED`,
+    :data:`CONFLICT` and :data:`BUSY`."""
+
+    outcome: Outcome
+    read: Read
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,27 +170,34 @@ class StoreStats:
     Attributes
     ----------
     loads : int
-        Reads (``load`` and ``load_if_changed``) served.
+        Reads served (``read``, and the read of each ``begin``).
     saves : int
-        Successful compare-and-set writes.
+        Writes that wrote.
     conflicts : int
-        Writes refused because the version had moved on (each is retried by the session).
+        Writes refused because the stored token was not the expected one.
     lease_waits : int
-        Read–modify–writes that had to wait for another worker's turn on the session.
+        ``begin`` calls that had to wait for another worker's turn.
     lease_timeouts : int
-        Waits that gave up after ``lease_wait`` and went ahead optimistically.
+        ``begin`` calls that gave up after ``lease_wait`` (a ``busy`` StoreError).
     errors : int
-        Operations that failed with a :class:`~steerloop.errors.StoreError` other than a
-        conflict (server refused, timed out, invalid data).
+        Operations that raised a :class:`~steerloop.errors.StoreError` (server refused,
+        timed out, invalid data).
     fallback_operations : int
         Operations served by the local memory fallback because the server failed
         (``RedisStore(fallback="memory")`` only).
     fallback_reconciled : int
-        Sessions whose updates made while degraded were written back to the server on
-        recovery (nobody else had written the session meanwhile).
+        Keys whose updates made while degraded were written back to the server on recovery.
     fallback_discarded : int
-        Sessions whose updates made while degraded were dropped on recovery because another
-        worker had written the session on the server meanwhile (the server's state wins).
+        Keys whose updates made while degraded were dropped on recovery because another
+        worker had written the key on the server meanwhile (the server's state wins).
+    round_trips : int
+        Requests sent to the server (a memory store counts each operation as one).
+    replays : int
+        Reads and writes that found their idempotency key applied already.
+    in_doubt : int
+        Writes whose reply was lost (:class:`~steerloop.errors.StoreInDoubtError`).
+    busy : int
+        Writes refused because another worker held the turn.
     """
 
     loads: int = 0
@@ -121,6 +209,10 @@ class StoreStats:
     fallback_operations: int = 0
     fallback_reconciled: int = 0
     fallback_discarded: int = 0
+    round_trips: int = 0
+    replays: int = 0
+    in_doubt: int = 0
+    busy: int = 0
 
 
 class _Counters:
@@ -141,19 +233,18 @@ class _Counters:
 
 @runtime_checkable
 class StateStore(Protocol):
-    """Where sessions keep their state when several workers (or restarts) share them.
+    """Where workers keep shared values: versioned bytes, compare-and-set, turns.
 
     Attributes
     ----------
     name : str
         Short store name used in errors and telemetry (``"memory"``, ``"redis"``).
     ttl : float
-        Seconds a key lives after its last save.
+        Seconds a key lives after its last write.
     retries : int
-        Conflict retries of one :meth:`steerloop.Session.update` before it raises
-        :class:`StoreConflictError`.
+        Conflicts one read–modify–write retries before :class:`StoreConflictError`.
     backoff : float
-        Base, in seconds, of the full-jitter exponential back-off between those retries.
+        Base, in seconds, of the full-jitter exponential back-off between optimistic retries.
     """
 
     name: str
@@ -161,27 +252,42 @@ class StateStore(Protocol):
     retries: int
     backoff: float
 
-    def load(self, key: str) -> tuple[str, int] | None:
-        """``(state_json, version)`` of ``key``, or ``None`` when absent."""
+    def read(
+        self, key: str, known: Token | None = None, *, idempotency_key: str | None = None
+    ) -> Read:
+        """What the store holds for ``key`` (the value only when it is not ``known``)."""
         ...
 
-    def load_if_changed(self, key: str, known_version: int) -> tuple[str | None, int]:
-        """``(state_json, version)`` if the version differs from ``known_version``.
-
-        ``(None, known_version)`` when unchanged; ``(None, 0)`` when the key is absent.
-        """
+    def begin(
+        self,
+        key: str,
+        known: Token | None = None,
+        *,
+        idempotency_key: str | None = None,
+        resume: Turn | None = None,
+    ) -> Turn:
+        """Wait for this worker's turn on ``key`` (or take ``resume``'s again), then read."""
         ...
 
-    def save(self, key: str, state_json: str, expected_version: int) -> int:
-        """Compare-and-set; returns ``expected_version + 1`` or raises a conflict."""
+    def write(
+        self,
+        key: str,
+        value: bytes,
+        expected: Token | None,
+        *,
+        turn: Turn | None = None,
+        idempotency_key: str | None = None,
+        result: bytes = b"",
+    ) -> Written:
+        """Compare-and-set ``value`` (see the module docstring)."""
+        ...
+
+    def release(self, turn: Turn) -> None:
+        """End ``turn`` without writing (no error when it already ended)."""
         ...
 
     def delete(self, key: str) -> None:
-        """Remove ``key`` (no error when absent)."""
-        ...
-
-    def exclusive(self, key: str) -> AbstractContextManager[object]:
-        """Advisory lock around one read–modify–write of ``key`` (see the module doc)."""
+        """Remove ``key`` and its idempotency results (no error when absent)."""
         ...
 
     def stats(self) -> StoreStats:
@@ -190,14 +296,26 @@ class StateStore(Protocol):
 
 
 def check_store_settings(
-    ttl: float, retries: int, backoff: float, lease_wait: float = DEFAULT_LEASE_WAIT
+    ttl: float,
+    retries: int,
+    backoff: float,
+    lease: float = DEFAULT_LEASE,
+    lease_wait: float = DEFAULT_LEASE_WAIT,
+    keep_results: int = DEFAULT_KEEP_RESULTS,
+    keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
 ) -> None:
     """Validate the settings every store shares (raises ``ValueError``)."""
-    if lease_wait < 0:
-        raise ValueError(f"lease_wait must be >= 0 seconds, got {lease_wait!r}")
     if not ttl > 0:
         raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries!r}")
     if backoff < 0:
         raise ValueError(f"backoff must be >= 0 seconds, got {backoff!r}")
+    if not lease > 0:
+        raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+    if lease_wait < 0:
+        raise ValueError(f"lease_wait must be >= 0 seconds, got {lease_wait!r}")
+    if keep_results < 1:
+        raise ValueError(f"keep_results must be >= 1, got {keep_results!r}")
+    if keep_results_for < 0:
+        raise ValueError(f"keep_results_for must be >= 0 seconds, got {keep_results_for!r}")

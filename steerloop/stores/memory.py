@@ -1,42 +1,68 @@
-"""In-process session state store: a dict behind a lock, with versions and TTLs.
+"""In-process store: a dict behind a lock, with generations, versions, TTLs and turns.
 
 Use it to share sessions between several :class:`~steerloop.Controller` objects (threads)
-of one process, or as the local fallback of :class:`~steerloop.stores.RedisStore`.
+of one process, as the local fallback of :class:`~steerloop.stores.RedisStore`, or as the
+store behind the fault-injecting doubles of :mod:`steerloop.testing`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from steerloop.errors import StoreError
 from steerloop.stores.base import (
+    APPLIED,
+    BUSY,
+    CONFLICT,
     DEFAULT_BACKOFF,
+    DEFAULT_KEEP_RESULTS,
+    DEFAULT_KEEP_RESULTS_FOR,
+    DEFAULT_LEASE,
     DEFAULT_LEASE_WAIT,
     DEFAULT_RETRIES,
     DEFAULT_TTL,
-    StoreConflictError,
+    RESULTS_CAP,
+    WRITTEN,
+    Read,
     StoreStats,
+    Token,
+    Turn,
+    Written,
     _Counters,
     check_store_settings,
 )
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "new_generation"]
+
+
+def new_generation() -> str:
+    """A random generation id (64 bits, hex)."""
+    return os.urandom(8).hex()
 
 
 @dataclass
 class _Entry:
-    state_json: str
-    version: int
+    token: Token
+    value: bytes
     expires_at: float
+    results: OrderedDict[str, tuple[float, bytes]] = field(default_factory=OrderedDict)
 
 
 @dataclass
-class _KeyLock:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    users: int = 0
+class _Waiters:
+    condition: threading.Condition
+    count: int = 0
+
+
+@dataclass
+class _Lease:
+    holder: str
+    expires_at: float
 
 
 class MemoryStore:
@@ -45,29 +71,32 @@ class MemoryStore:
     Parameters
     ----------
     ttl : float
-        Seconds a key lives after its last save (default one day). Expired keys read as
-        absent and are swept on later saves.
+        Seconds a key lives after its last write (default one day). Expired keys read as
+        absent and are swept on later writes.
     retries, backoff : int, float
-        Conflict retries of one session update and the base of their back-off (seconds).
+        Conflict retries of one read–modify–write and the base of their back-off (seconds).
+    lease : float
+        Longest turn in seconds (a turn that is not ended in time lapses).
     lease_wait : float
-        Seconds :meth:`exclusive` waits for another thread's turn on a key.
+        Seconds :meth:`begin` waits for another thread's turn before a ``busy`` StoreError.
+    keep_results, keep_results_for : int, float
+        Idempotency results kept per key: the last ``keep_results``, and any younger than
+        ``keep_results_for`` seconds (see :mod:`steerloop.stores.base`).
     clock : Callable[[], float]
-        Monotonic clock in seconds (tests pass a fake one).
+        Monotonic clock in seconds for TTLs and leases (tests pass a fake one).
 
     Examples
     --------
     >>> store = MemoryStore(ttl=60)
-    >>> store.save("user-42", '{"step": 1}', 0)
-    1
-    >>> store.load("user-42")
-    ('{"step": 1}', 1)
-    >>> store.load_if_changed("user-42", 1)
-    (None, 1)
-    >>> store.save("user-42", '{"step": 2}', 0)
-    Traceback (most recent call last):
-    ...
-    steerloop.stores.base.StoreConflictError: memory store, key 'user-42': conflict: expected version 0, found version 1; nothing written
-    """  # noqa: E501
+    >>> first = store.write("user-42", b"one", None)
+    >>> first.outcome, first.read.token.version
+    ('written', 1)
+    >>> store.read("user-42", first.read.token).value is None  # unchanged: not sent again
+    True
+    >>> stale = store.write("user-42", b"two", None)  # expected "absent": refused
+    >>> stale.outcome, stale.read.value
+    ('conflict', b'one')
+    """
 
     name = "memory"
 
@@ -77,102 +106,110 @@ class MemoryStore:
         ttl: float = DEFAULT_TTL,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        lease: float = DEFAULT_LEASE,
         lease_wait: float = DEFAULT_LEASE_WAIT,
+        keep_results: int = DEFAULT_KEEP_RESULTS,
+        keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(ttl, retries, backoff, lease_wait)
+        check_store_settings(
+            ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
+        )
         self.ttl = float(ttl)
         self.retries = int(retries)
         self.backoff = float(backoff)
+        self.lease = float(lease)
         self.lease_wait = float(lease_wait)
-        self._key_locks: dict[str, _KeyLock] = {}
+        self.keep_results = int(keep_results)
+        self.keep_results_for = float(keep_results_for)
         self._clock = clock
         self._lock = threading.Lock()
+        self._waiting: dict[str, _Waiters] = {}  # per key: who waits for its turn
         self._entries: dict[str, _Entry] = {}
+        self._leases: dict[str, _Lease] = {}
         self._next_sweep = clock() + self.ttl
         self._counters = _Counters()
 
-    def _live(self, key: str, now: float) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires_at <= now:
-            del self._entries[key]
-            return None
-        return entry
+    # -- protocol -------------------------------------------------------------------------
 
-    def load(self, key: str) -> tuple[str, int] | None:
-        """``(state_json, version)`` of ``key``, or ``None`` when absent or expired."""
+    def read(
+        self, key: str, known: Token | None = None, *, idempotency_key: str | None = None
+    ) -> Read:
+        """What the store holds for ``key`` (the value only when it is not ``known``)."""
+        self._counters.add("round_trips")
         with self._lock:
-            entry = self._live(key, self._clock())
-        self._counters.add("loads")
-        return None if entry is None else (entry.state_json, entry.version)
+            return self._read(key, known, idempotency_key, self._clock())
 
-    def load_if_changed(self, key: str, known_version: int) -> tuple[str | None, int]:
-        """The state when its version differs from ``known_version``, else ``(None, known)``."""
+    def begin(
+        self,
+        key: str,
+        known: Token | None = None,
+        *,
+        idempotency_key: str | None = None,
+        resume: Turn | None = None,
+    ) -> Turn:
+        """Wait for this thread's turn on ``key`` (at most ``lease_wait`` s), then read."""
+        self._counters.add("round_trips")
+        holder = resume.holder if resume is not None and resume.holder else new_generation()
+        give_up = time.monotonic() + self.lease_wait
+        waited = False
         with self._lock:
-            entry = self._live(key, self._clock())
-        self._counters.add("loads")
-        if entry is None:
-            return None, 0
-        if entry.version == known_version:
-            return None, known_version
-        return entry.state_json, entry.version
+            while True:
+                now = self._clock()
+                read = self._read(key, known, idempotency_key, now)
+                if read.result is not None:
+                    return Turn(key, None, read)
+                lease = self._live_lease(key, now)
+                if lease is None or lease.holder == holder:
+                    self._leases[key] = _Lease(holder, now + self.lease)
+                    return Turn(key, holder, read)
+                if not waited:
+                    waited = True
+                    self._counters.add("lease_waits")
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    self._counters.add("lease_timeouts")
+                    self._counters.add("errors")
+                    raise StoreError(self.name, key, self._busy_reason())
+                self._wait_for_turn(key, min(remaining, max(lease.expires_at - now, 0.001)))
 
-    def save(self, key: str, state_json: str, expected_version: int) -> int:
-        """Write if the stored version is ``expected_version``; returns the new version."""
-        return self._save(key, state_json, expected_version, expected_version + 1)
-
-    def _save(self, key: str, state_json: str, expected_version: int, new_version: int) -> int:
+    def write(
+        self,
+        key: str,
+        value: bytes,
+        expected: Token | None,
+        *,
+        turn: Turn | None = None,
+        idempotency_key: str | None = None,
+        result: bytes = b"",
+    ) -> Written:
+        """Compare-and-set ``value`` (see :mod:`steerloop.stores.base`)."""
+        self._counters.add("round_trips")
+        holder = turn.holder if turn is not None else None
         with self._lock:
-            now = self._clock()
-            entry = self._live(key, now)
-            actual = 0 if entry is None else entry.version
-            if actual != expected_version:
-                conflict = True
-            else:
-                conflict = False
-                self._entries[key] = _Entry(state_json, new_version, now + self.ttl)
-                if now >= self._next_sweep:
-                    self._sweep(now)
-        if conflict:
-            self._counters.add("conflicts")
-            raise StoreConflictError(self.name, key, expected_version, actual)
-        self._counters.add("saves")
-        return new_version
+            written = self._write(key, bytes(value), expected, holder, idempotency_key, result)
+        self._counters.add(_COUNTER[written.outcome])
+        return written
 
-    def _sweep(self, now: float) -> None:
-        expired = [key for key, entry in self._entries.items() if entry.expires_at <= now]
-        for key in expired:
-            del self._entries[key]
-        self._next_sweep = now + self.ttl
+    def release(self, turn: Turn) -> None:
+        """End ``turn`` without writing (no error when it already ended)."""
+        if turn.holder is None:
+            return
+        self._counters.add("round_trips")
+        with self._lock:
+            self._end_turn(turn.key, turn.holder)
 
     def delete(self, key: str) -> None:
-        """Remove ``key`` (no error when absent)."""
+        """Remove ``key`` and its idempotency results (no error when absent)."""
+        self._counters.add("round_trips")
         with self._lock:
             self._entries.pop(key, None)
 
-    @contextlib.contextmanager
-    def exclusive(self, key: str) -> Iterator[None]:
-        """Per-key lock of one read–modify–write (waits at most ``lease_wait`` seconds)."""
-        with self._lock:
-            slot = self._key_locks.get(key)
-            if slot is None:
-                slot = self._key_locks[key] = _KeyLock()
-            slot.users += 1
-        acquired = slot.lock.acquire(blocking=False)
-        if not acquired:
-            self._counters.add("lease_waits")
-            acquired = slot.lock.acquire(timeout=self.lease_wait)
-            if not acquired:
-                self._counters.add("lease_timeouts")
-        try:
-            yield
-        finally:
-            if acquired:
-                slot.lock.release()
-            with self._lock:
-                slot.users -= 1
-                if slot.users == 0:
-                    del self._key_locks[key]
+    def stats(self) -> StoreStats:
+        """Counters since the store was created."""
+        return self._counters.snapshot()
+
+    # -- extras ---------------------------------------------------------------------------
 
     def expires_in(self, key: str) -> float | None:
         """Seconds until ``key`` expires, ``None`` when absent."""
@@ -180,6 +217,11 @@ class MemoryStore:
             now = self._clock()
             entry = self._live(key, now)
             return None if entry is None else entry.expires_at - now
+
+    def put(self, key: str, value: bytes, token: Token) -> None:
+        """Store ``value`` under ``token`` as is (no compare): for a fallback copy."""
+        with self._lock:
+            self._entries[key] = _Entry(token, bytes(value), self._clock() + self.ttl)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -192,9 +234,116 @@ class MemoryStore:
             now = self._clock()
             return sum(1 for entry in self._entries.values() if entry.expires_at > now)
 
-    def stats(self) -> StoreStats:
-        """Counters since the store was created."""
-        return self._counters.snapshot()
-
     def __repr__(self) -> str:
         return f"MemoryStore(ttl={self.ttl!r}, keys={len(self)})"
+
+    # -- machinery (callers hold self._lock) ------------------------------------------------
+
+    def _live(self, key: str, now: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires_at <= now:
+            del self._entries[key]
+            return None
+        return entry
+
+    def _live_lease(self, key: str, now: float) -> _Lease | None:
+        lease = self._leases.get(key)
+        if lease is not None and lease.expires_at <= now:
+            del self._leases[key]
+            return None
+        return lease
+
+    def _read(self, key: str, known: Token | None, idempotency_key: str | None, now: float) -> Read:
+        self._counters.add("loads")
+        entry = self._live(key, now)
+        if entry is None:
+            return Read()
+        kept = entry.results.get(idempotency_key) if idempotency_key else None
+        result = None if kept is None else kept[1]
+        if result is not None:
+            self._counters.add("replays")
+        value = None if entry.token == known else entry.value
+        return Read(entry.token, value, result)
+
+    def _write(
+        self,
+        key: str,
+        value: bytes,
+        expected: Token | None,
+        holder: str | None,
+        idempotency_key: str | None,
+        result: bytes,
+    ) -> Written:
+        now = self._clock()
+        entry = self._live(key, now)
+        if idempotency_key and entry is not None and idempotency_key in entry.results:
+            if holder is not None:
+                self._end_turn(key, holder)
+            return Written(APPLIED, Read(entry.token, None, entry.results[idempotency_key][1]))
+        lease = self._live_lease(key, now)
+        if lease is not None and lease.holder != holder:
+            return Written(BUSY, Read(), wait=lease.expires_at - now)
+        current = None if entry is None else entry.token
+        if current != expected:
+            return Written(CONFLICT, Read(current, None if entry is None else entry.value))
+        if entry is None:
+            entry = _Entry(Token(new_generation(), 1), value, now + self.ttl)
+            self._entries[key] = entry
+        else:
+            entry.token = Token(entry.token.generation, entry.token.version + 1)
+            entry.value = value
+            entry.expires_at = now + self.ttl
+        if idempotency_key:
+            self._keep_result(entry, idempotency_key, bytes(result), now)
+        if holder is not None:
+            self._end_turn(key, holder)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return Written(WRITTEN, Read(entry.token))
+
+    def _keep_result(self, entry: _Entry, idempotency_key: str, result: bytes, now: float) -> None:
+        results = entry.results
+        results[idempotency_key] = (now, result)
+        cap = RESULTS_CAP * self.keep_results
+        while len(results) > self.keep_results:
+            oldest = next(iter(results.values()))[0]
+            if len(results) <= cap and now - oldest < self.keep_results_for:
+                break
+            results.popitem(last=False)
+
+    def _end_turn(self, key: str, holder: str) -> None:
+        lease = self._leases.get(key)
+        if lease is not None and lease.holder == holder:
+            del self._leases[key]
+            waiters = self._waiting.get(key)
+            if waiters is not None:
+                waiters.condition.notify()  # hand over to one waiter (the others keep waiting)
+
+    def _wait_for_turn(self, key: str, timeout: float) -> None:
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            waiters = self._waiting[key] = _Waiters(threading.Condition(self._lock))
+        waiters.count += 1
+        try:
+            waiters.condition.wait(timeout)
+        finally:
+            waiters.count -= 1
+            if waiters.count == 0:
+                del self._waiting[key]
+
+    def _sweep(self, now: float) -> None:
+        for key in [key for key, entry in self._entries.items() if entry.expires_at <= now]:
+            del self._entries[key]
+        for key in [key for key, lease in self._leases.items() if lease.expires_at <= now]:
+            del self._leases[key]
+        self._next_sweep = now + self.ttl
+
+    def _busy_reason(self) -> str:
+        return (
+            f"busy: another worker kept its turn on this key for more than lease_wait="
+            f"{self.lease_wait:g} s (its turns are taking long, or many workers queue for "
+            "one key); the update was NOT applied. Retry, or raise lease_wait="
+        )
+
+
+_COUNTER = {WRITTEN: "saves", APPLIED: "replays", CONFLICT: "conflicts", BUSY: "busy"}

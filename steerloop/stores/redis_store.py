@@ -1,64 +1,71 @@
-"""Redis session state store: one hash per session, compare-and-set in a Lua script.
+"""Redis store: compare-and-set and turns in Lua scripts, one or two round trips per update.
 
-Layout: the session ``user-42`` lives at ``<namespace>:session:{user-42}`` as a hash with
-the fields ``version`` (decimal integer) and ``state`` (the :class:`~steerloop.SessionState`
-JSON). Session ids are percent-encoded (``quote(id, safe="")``, so ``:``, braces or spaces in
-an id cannot reach another key) and replaced by ``sha256:<hex>`` when the encoding is longer
-than 200 characters. Every save renews the key's time to live (``PEXPIRE``). Two helper keys
-share the braces (one Redis Cluster slot): ``...:lock`` (the turn-taking lease, ``PX``
-``lease`` ms) and ``...:wake`` (a one-element list that wakes the next waiter).
+Layout (see :mod:`steerloop.stores._redis_scripts`): the key ``user-42`` lives at
+``<namespace>:session:{user-42}`` — a hash of generation ``g``, version ``v`` and value
+``s`` — with helper keys under the same braces (one Redis Cluster slot): ``:results`` and
+``:ids`` (idempotency results, bounded), ``:lock`` (the turn), ``:queue`` and ``:waiters``
+(who waits for it) and ``:wake:<token>`` (one waiter's wake-up). Ids are percent-encoded
+(``quote(id, safe="")``: ``:``, braces or spaces cannot reach another key) and replaced by
+``sha256:<hex>`` when longer than 200 characters. Every write renews the TTL (``PEXPIRE``).
 
-Turn-taking: :meth:`RedisStore.exclusive` takes the lease with ``SET NX PX`` and waits for it
-with ``BLPOP`` on the wake list (woken by the holder's release, or by the lease's expiry if
-the holder died). The release is folded into the compare-and-set script, so an uncontended
-update costs three round trips (lease, load-if-changed, save). The lease is advisory: an
-expired or skipped lease costs wasted work, never a lost update.
+Round trips. An update whose copy is current costs **one** ``EVALSHA`` (the write: compare,
+write value, TTL and idempotency result). Under contention it costs two: ``begin`` (take the
+turn and read, one script) and the write, which also ends the turn.
 
-Atomicity: a save is one ``EVALSHA`` of a script that compares the version and writes both
-fields and the TTL, so Redis applies it entirely or not at all; a client that dies or times
-out mid-way leaves either the old or the new state, never a mix. redis-py's own retries are
-switched off: a save retried after a timeout could apply one update twice.
+Hand-off. A worker that finds the turn taken queues (first come, first served) and blocks
+on its own wake list. Ending a turn (the write, or ``release``) hands it to the first waiter
+that is still there — the lock is set to that waiter's token — and pushes the current value
+to it, so the next worker starts its step without another round trip. A waiter registers a
+deadline (its block time plus a grace) and renews it each time its block times out; a waiter
+past its deadline is gone (killed, cut off) and is skipped. Blocks last at most the time left
+on the current turn, so when the holder is gone waiters take the turn as soon as its lease
+lapses: **nobody waits longer than** ``lease`` **for a holder that is gone**. Blocks also
+stay within half the socket ``timeout``, so a slow server is never taken for a dead one.
 
-Failure modes (``timeout`` seconds, default 1.0):
+Atomicity: every script runs whole or not at all. redis-py's own retries are switched off:
+a write retried after a timeout could apply twice. A write whose reply is lost raises
+:class:`~steerloop.errors.StoreInDoubtError` (it may have landed; retry with its
+idempotency key); anything else that fails to reach the server raises
+:class:`~steerloop.errors.StoreUnavailableError` (nothing was written) within ``timeout``
+(+ ``connect_timeout`` for a connection that is still being opened).
 
-* server refuses the connection -> :class:`~steerloop.errors.StoreError` at once;
-* server accepts but never answers, or stops answering mid-operation -> ``StoreError`` after
-  ``timeout`` (+ ``connect_timeout`` for a connection that is still being opened). A timed-out
-  save is *ambiguous*: it may or may not have landed (never partially); the session re-reads
-  the store on its next call, so the local copy never runs ahead of the server unnoticed.
-* ``fallback="memory"`` (fail-open, opt-in): instead of raising, serve the operation from a
-  local :class:`~steerloop.stores.MemoryStore` and skip the server for ``fallback_probe``
-  seconds. A session continues from the copy this process last saw; its updates are kept
-  locally. When the server answers again, each degraded session is written back if nobody
-  changed it on the server meanwhile (``StoreStats.fallback_reconciled``), else the server's
-  state wins and the local updates are dropped (``StoreStats.fallback_discarded``). Every
-  operation served locally counts in ``StoreStats.fallback_operations``. ``delete`` never
-  degrades (a delete that silently did not happen would resurrect the session).
+``fallback="memory"`` (opt-in) serves operations from local memory while the server fails
+and writes them back when it answers again: :mod:`steerloop.stores.fallback`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from steerloop.errors import StoreError
+from steerloop.errors import StoreError, StoreInDoubtError, StoreUnavailableError
+from steerloop.stores import _redis_scripts as scripts
 from steerloop.stores.base import (
+    APPLIED,
+    BUSY,
+    CONFLICT,
     DEFAULT_BACKOFF,
+    DEFAULT_KEEP_RESULTS,
+    DEFAULT_KEEP_RESULTS_FOR,
+    DEFAULT_LEASE,
     DEFAULT_LEASE_WAIT,
     DEFAULT_RETRIES,
     DEFAULT_TTL,
-    StoreConflictError,
+    RESULTS_CAP,
+    WRITTEN,
+    Read,
     StoreStats,
+    Token,
+    Turn,
+    Written,
     _Counters,
     check_store_settings,
 )
-from steerloop.stores.memory import MemoryStore
+from steerloop.stores.fallback import LocalFallback
+from steerloop.stores.memory import MemoryStore, new_generation
 
 if TYPE_CHECKING:
     import redis
@@ -69,45 +76,8 @@ _T = TypeVar("_T")
 
 #: Keys longer than this (after percent-encoding) are replaced by their SHA-256.
 _MAX_ENCODED_ID = 200
-
-# KEYS[1] = hash; ARGV[1] = known version. Returns {version} when unchanged or absent
-# (version 0), {version, state} otherwise.
-_LOAD_IF_CHANGED = """
-local v = redis.call('HGET', KEYS[1], 'version')
-if not v then return {0} end
-if v == ARGV[1] then return {tonumber(v)} end
-return {tonumber(v), redis.call('HGET', KEYS[1], 'state')}
-"""
-
-# KEYS = hash, lease, wake list; ARGV = expected version, state, new version, ttl in ms,
-# lease token ('' = none held), lease in ms. Returns {1, new version} after writing (and
-# releasing the lease if this token holds it), {0, current version} on a conflict (no write).
-_COMPARE_AND_SET = """
-local cur = redis.call('HGET', KEYS[1], 'version')
-cur = cur and tonumber(cur) or 0
-if cur ~= tonumber(ARGV[1]) then return {0, cur} end
-redis.call('HSET', KEYS[1], 'version', ARGV[3], 'state', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) == ARGV[5] then
-  redis.call('DEL', KEYS[2])
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, 0)
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-end
-return {1, tonumber(ARGV[3])}
-"""
-
-# KEYS = lease, wake list; ARGV = token, lease in ms. Releases the lease if the token holds it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('LTRIM', KEYS[2], 0, 0)
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
+_SUFFIXES = ("", ":results", ":ids", ":lock", ":queue", ":waiters")
+_OUTCOMES = {1: WRITTEN, 2: APPLIED, 3: BUSY, 4: CONFLICT}
 
 
 def _import_redis() -> Any:
@@ -118,10 +88,6 @@ def _import_redis() -> Any:
             "RedisStore needs redis-py; install it with: pip install 'steerloop[redis]'"
         ) from error
     return redis
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _redact(url: str) -> str:
@@ -137,8 +103,14 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+def _token(generation: bytes | None, version: bytes | int | None) -> Token | None:
+    if generation is None or version is None:
+        return None
+    return Token(generation.decode("ascii"), int(version))
+
+
 class RedisStore:
-    """:class:`~steerloop.stores.StateStore` on Redis (extra ``redis``: redis-py).
+    """:class:`~steerloop.stores.StateStore` on Redis ≥ 6.2 (extra ``redis``: redis-py).
 
     Parameters
     ----------
@@ -147,26 +119,30 @@ class RedisStore:
     namespace : str
         Prefix of every key (``<namespace>:session:<encoded id>``).
     ttl : float
-        Seconds a session lives after its last save (default one day).
+        Seconds a key lives after its last write (default one day).
     timeout : float
         Socket timeout of every command, in seconds: a hung server raises
         :class:`~steerloop.errors.StoreError` after this long.
     connect_timeout : float | None
         Timeout of opening a connection (default: ``timeout``).
     retries, backoff : int, float
-        Conflict retries of one session update and the base of their jittered back-off.
+        Conflict retries of one read–modify–write and the base of their jittered back-off.
     lease : float
-        Seconds a worker's turn on a session lasts at most (a dead worker's turn expires).
+        Longest turn in seconds: a turn whose holder is gone lapses after this long.
     lease_wait : float
-        Seconds to wait for another worker's turn before going ahead optimistically.
+        Seconds :meth:`begin` waits for a turn before a ``busy`` StoreError.
+    keep_results, keep_results_for : int, float
+        Idempotency results kept per key: the last ``keep_results``, and any younger than
+        ``keep_results_for`` seconds (see :mod:`steerloop.stores.base`).
     fallback : "memory" | None
-        ``"memory"`` degrades to a local in-memory store while Redis fails instead of
-        raising (see the module docstring); ``None`` (default) raises ``StoreError``.
+        ``"memory"`` serves operations locally while Redis fails instead of raising
+        (:mod:`steerloop.stores.fallback`); ``None`` (default) raises ``StoreError``.
     fallback_probe : float
         Seconds to serve locally after a failure before trying Redis again.
     client : redis.Redis | None
         A ready client to use instead of ``url`` (its timeouts and retries are then yours:
-        keep redis-py's retries off, a retried save after a timeout can apply twice).
+        keep redis-py's retries off, a write retried after a timeout can apply twice; keep
+        its socket timeout above ``timeout / 2``, the longest block of a waiter).
     clock : Callable[[], float]
         Monotonic clock for the fallback probe interval (tests pass a fake one).
 
@@ -194,16 +170,18 @@ class RedisStore:
         connect_timeout: float | None = None,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
-        lease: float = 2.0,
+        lease: float = DEFAULT_LEASE,
         lease_wait: float = DEFAULT_LEASE_WAIT,
+        keep_results: int = DEFAULT_KEEP_RESULTS,
+        keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
         fallback: Literal["memory"] | None = None,
         fallback_probe: float = 5.0,
         client: redis.Redis | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(ttl, retries, backoff, lease_wait)
-        if not lease > 0:
-            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        check_store_settings(
+            ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
+        )
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if fallback not in (None, "memory"):
@@ -216,10 +194,11 @@ class RedisStore:
         self.backoff = float(backoff)
         self.lease = float(lease)
         self.lease_wait = float(lease_wait)
+        self.keep_results = int(keep_results)
+        self.keep_results_for = float(keep_results_for)
         self.namespace = namespace
         self.timeout = float(timeout)
         self.fallback = fallback
-        self.fallback_probe = float(fallback_probe)
         self._where = _redact(url) if client is None else repr(client)
         self._errors: tuple[type[BaseException], ...] = (redis_module.RedisError,)
         self._unreachable: tuple[type[BaseException], ...] = (
@@ -239,27 +218,38 @@ class RedisStore:
                 decode_responses=False,
             )
         self._client: redis.Redis = client
-        self._load_script = client.register_script(_LOAD_IF_CHANGED)
-        self._cas_script = client.register_script(_COMPARE_AND_SET)
-        self._release_script = client.register_script(_RELEASE)
-        self._held = threading.local()  # this thread's lease tokens: {session id: token}
-        self._clock = clock
-        self._down_until = float("-inf")
+        self._read_script = client.register_script(scripts.READ)
+        self._begin_script = client.register_script(scripts.BEGIN)
+        self._write_script = client.register_script(scripts.WRITE)
+        self._release_script = client.register_script(scripts.RELEASE)
         self._counters = _Counters()
-        # Fallback: the local copies of sessions updated while Redis failed, and the Redis
-        # version each one started from (to write it back on recovery).
-        self._local = MemoryStore(ttl=ttl, retries=retries, backoff=backoff)
-        self._bases: dict[str, int] = {}
-        self._bases_lock = threading.Lock()
+        self._fallback: LocalFallback | None = None
+        if fallback is not None:
+            local = MemoryStore(
+                ttl=ttl,
+                retries=retries,
+                lease=lease,
+                lease_wait=lease_wait,
+                keep_results=keep_results,
+                keep_results_for=keep_results_for,
+                clock=clock,
+            )
+            self._fallback = LocalFallback(
+                self.name, local, probe=fallback_probe, clock=clock, counters=self._counters
+            )
 
     # -- keys -----------------------------------------------------------------------------
 
-    def key_for(self, session_id: str) -> str:
-        """The Redis key holding ``session_id``."""
-        encoded = quote(session_id, safe="")
+    def key_for(self, key: str) -> str:
+        """The Redis key holding ``key``'s value (the helper keys add suffixes to it)."""
+        encoded = quote(key, safe="")
         if len(encoded) > _MAX_ENCODED_ID:
-            encoded = "sha256:" + hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+            encoded = "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
         return f"{self.namespace}:session:{{{encoded}}}"
+
+    def _keys(self, key: str) -> list[str]:
+        base = self.key_for(key)
+        return [base + suffix for suffix in _SUFFIXES]
 
     @property
     def client(self) -> redis.Redis:
@@ -269,118 +259,94 @@ class RedisStore:
     @property
     def degraded(self) -> bool:
         """Whether operations are being served locally (``fallback="memory"``)."""
-        return self.fallback is not None and self._clock() < self._down_until
+        return self._fallback is not None and self._fallback.active
 
     # -- protocol -------------------------------------------------------------------------
 
-    def load(self, key: str) -> tuple[str, int] | None:
-        """``(state_json, version)`` of ``key``, or ``None`` when absent."""
+    def read(
+        self, key: str, known: Token | None = None, *, idempotency_key: str | None = None
+    ) -> Read:
+        """What Redis holds for ``key`` (the value only when it is not ``known``)."""
+        fallback = self._fallback
 
-        def remote() -> tuple[str, int] | None:
-            self._reconcile(key)
-            version, state = self._client.hmget(self.key_for(key), ["version", "state"])
-            if version is None or state is None:
-                return None
-            return _text(state), int(version)
+        def remote() -> Read:
+            server_known = known if fallback is None else fallback.known_for_server(key, known)
+            reply = self._call(key, "read", self._read_script, _args(server_known, idempotency_key))
+            return self._state(key, reply)
 
-        return self._run(key, "load", remote, lambda: self._local.load(key))
+        def local() -> Read:
+            assert fallback is not None
+            return fallback.read(key, known, idempotency_key)
 
-    def load_if_changed(self, key: str, known_version: int) -> tuple[str | None, int]:
-        """The state when its version differs from ``known_version``, else ``(None, known)``.
+        return self._run(key, "read", remote, local)
 
-        After degraded updates were dropped on recovery, the state is returned even when the
-        version numbers happen to match (the caller's copy is not the server's).
-        """
+    def begin(
+        self,
+        key: str,
+        known: Token | None = None,
+        *,
+        idempotency_key: str | None = None,
+        resume: Turn | None = None,
+    ) -> Turn:
+        """Wait for this worker's turn on ``key`` (see the module docstring), then read."""
+        fallback = self._fallback
 
-        def remote() -> tuple[str | None, int]:
-            outcome = self._reconcile(key)
-            known = -1 if outcome == "discarded" else known_version
-            reply = self._load_script(keys=[self.key_for(key)], args=[str(known)])
-            version = int(reply[0])
-            if len(reply) == 1:
-                return None, version
-            return _text(reply[1]), version
+        def remote() -> Turn:
+            server_known = known if fallback is None else fallback.known_for_server(key, known)
+            return self._begin(key, server_known, idempotency_key, resume)
 
-        def local() -> tuple[str | None, int]:
-            with self._bases_lock:
-                has_local = key in self._bases
-            if has_local:
-                return self._local.load_if_changed(key, known_version)
-            if known_version < 0:
-                raise StoreError(
-                    self.name,
-                    key,
-                    f"unavailable: {self._where} does not answer and this session's local "
-                    "copy is not known to be current (a previous write failed), so the "
-                    "memory fallback cannot continue it; retry when the server is back",
-                )
-            return None, known_version  # continue from the copy this process has
+        def local() -> Turn:
+            assert fallback is not None
+            return fallback.begin(key, known, idempotency_key, resume)
 
-        return self._run(key, "load", remote, local)
+        return self._run(key, "begin", remote, local)
 
-    def save(self, key: str, state_json: str, expected_version: int) -> int:
-        """Compare-and-set; returns ``expected_version + 1`` or raises a conflict."""
+    def write(
+        self,
+        key: str,
+        value: bytes,
+        expected: Token | None,
+        *,
+        turn: Turn | None = None,
+        idempotency_key: str | None = None,
+        result: bytes = b"",
+    ) -> Written:
+        """Compare-and-set ``value`` in one script (see :mod:`steerloop.stores.base`)."""
+        holder = turn.holder if turn is not None and turn.holder else None
 
-        def remote() -> int:
-            if self._reconcile(key) == "discarded":
-                self._counters.add("conflicts")
-                raise StoreConflictError(self.name, key, expected_version, None)
-            return self._compare_and_set(key, state_json, expected_version, expected_version + 1)
+        def remote() -> Written:
+            written = self._write(key, value, expected, holder, idempotency_key, result)
+            self._counters.add(_COUNTER[written.outcome])
+            return written
 
-        def local() -> int:
-            with self._bases_lock:
-                if key not in self._bases:
-                    if expected_version < 0:
-                        raise StoreConflictError(self.name, key, expected_version, None)
-                    self._bases[key] = expected_version
-                    created = True
-                else:
-                    created = False
-            try:
-                if created:
-                    return self._local._save(key, state_json, 0, expected_version + 1)
-                return self._local.save(key, state_json, expected_version)
-            except StoreConflictError:
-                self._counters.add("conflicts")
-                raise
+        def local() -> Written:
+            assert self._fallback is not None
+            return self._fallback.write(key, value, expected, turn, idempotency_key, result)
 
-        return self._run(key, "save", remote, local)
+        return self._run(key, "write", remote, local, idempotency_key)
+
+    def release(self, turn: Turn) -> None:
+        """End ``turn`` without writing, handing it to the next waiter (best effort)."""
+        if turn.holder is None:
+            return
+        if self._fallback is not None and self._fallback.active:
+            self._fallback.release(turn)
+            return
+        try:
+            self._call(turn.key, "release", self._release_script, [turn.holder, self._lease_ms()])
+        except self._errors as error:  # the turn lapses after its lease anyway
+            raise self._store_error(turn.key, "release", error) from error
 
     def delete(self, key: str) -> None:
-        """Remove ``key`` (also any local fallback copy). Never degrades: raises on failure."""
-        with self._bases_lock:
-            self._bases.pop(key, None)
-            self._local.delete(key)
+        """Remove ``key`` and its results (and any local fallback copy). Never degrades."""
+        if self._fallback is not None:
+            self._fallback.forget(key)
+        keys = self._keys(key)
         try:
-            self._client.delete(self.key_for(key))
+            self._counters.add("round_trips")
+            self._client.delete(keys[0], keys[1], keys[2])
         except self._errors as error:
-            self._counters.add("errors")
             raise self._store_error(key, "delete", error) from error
-
-    @contextlib.contextmanager
-    def exclusive(self, key: str) -> Iterator[None]:
-        """This worker's turn on ``key``: a Redis lease (see the module docstring)."""
-        tokens = self._tokens()
-        outer = tokens.pop(key, None)  # a nested turn (same thread) must not release it
-        token = self._acquire(key)
-        if token is not None:
-            tokens[key] = token
-        try:
-            yield
-        except StoreError as error:
-            if isinstance(error.__cause__, self._unreachable):
-                token = None  # the server is failing: let the lease expire, do not wait again
-            raise
-        finally:
-            held = tokens.pop(key, None)
-            if outer is not None:
-                tokens[key] = outer
-            if token is not None and held == token:
-                with contextlib.suppress(*self._errors):  # else it expires after `lease`
-                    self._release_script(
-                        keys=[self.key_for(key) + ":lock", self.key_for(key) + ":wake"],
-                        args=[token, self._lease_ms()],
-                    )
 
     def stats(self) -> StoreStats:
         """Counters since the store was created (fallback counters included)."""
@@ -395,134 +361,203 @@ class RedisStore:
 
     # -- machinery ------------------------------------------------------------------------
 
-    def _tokens(self) -> dict[str, str]:
-        tokens: dict[str, str] | None = getattr(self._held, "tokens", None)
-        if tokens is None:
-            tokens = self._held.tokens = {}
-        return tokens
-
     def _lease_ms(self) -> int:
         return max(1, round(self.lease * 1000))
 
-    def _acquire(self, key: str) -> str | None:
-        """Take the lease of ``key``; ``None`` when degraded or after ``lease_wait``."""
-        if self.fallback is not None and self._clock() < self._down_until:
-            return None
-        base = self.key_for(key)
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + self.lease_wait
+    def _begin(
+        self, key: str, known: Token | None, idempotency_key: str | None, resume: Turn | None
+    ) -> Turn:
+        holder = resume.holder if resume is not None and resume.holder else new_generation()
+        args = [
+            *_args(known, idempotency_key),
+            holder,
+            self._lease_ms(),
+            max(1, round(self.timeout * 500)),  # a block stays within half the socket timeout
+            max(1, round(self.timeout * 1000)),  # grace to come back after a block
+        ]
+        wake = self.key_for(key) + ":wake:" + holder
+        give_up = time.monotonic() + self.lease_wait
         waited = False
-        try:
-            while True:
-                if self._client.set(base + ":lock", token, nx=True, px=self._lease_ms()):
-                    return token
-                if not waited:
-                    waited = True
-                    self._counters.add("lease_waits")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._counters.add("lease_timeouts")
-                    return None
-                # Block until the holder releases (or its lease expires); stay well inside
-                # the socket timeout so a live but busy server is never taken for a dead one.
-                wait = max(0.01, min(remaining, self.lease, self.timeout / 2))
-                self._client.blpop([base + ":wake"], timeout=wait)
-        except self._unreachable as error:
-            if self.fallback is None:
-                self._counters.add("errors")
-                raise self._store_error(key, "lease", error) from error
-            self._down_until = self._clock() + self.fallback_probe
-            self._counters.add("fallback_operations")
-            return None
-        except self._errors as error:
-            self._counters.add("errors")
-            raise self._store_error(key, "lease", error) from error
+        while True:
+            reply = self._call(key, "begin", self._begin_script, args)
+            if int(reply[0]) != 0:
+                read = self._state(key, reply[1])
+                return Turn(key, holder if int(reply[0]) == 1 else None, read)
+            if not waited:
+                waited = True
+                self._counters.add("lease_waits")
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                return self._give_up(key, holder)
+            block = max(0.001, min(int(reply[1]) / 1000, remaining))
+            self._counters.add("round_trips")
+            item = self._client.blpop([wake], timeout=block)
+            if item is not None:  # handed the turn, with the current state
+                data = item[1]
+                data = data if isinstance(data, bytes) else data.encode("utf-8")
+                return Turn(key, holder, self._handed(data, known))
 
-    def _compare_and_set(
-        self, key: str, state_json: str, expected: int, new: int, *, release: bool = True
-    ) -> int:
-        ms = max(1, round(self.ttl * 1000))
-        base = self.key_for(key)
-        token = self._tokens().get(key, "") if release else ""
-        reply = self._cas_script(
-            keys=[base, base + ":lock", base + ":wake"],
-            args=[str(expected), state_json, str(new), str(ms), token, str(self._lease_ms())],
+    def _give_up(self, key: str, holder: str) -> Turn:
+        # withdraw from the queue (or end the turn if it was handed over just now)
+        self._call(key, "release", self._release_script, [holder, self._lease_ms()])
+        self._counters.add("lease_timeouts")
+        raise StoreError(
+            self.name,
+            key,
+            f"busy: other workers kept the turn on this key for more than lease_wait="
+            f"{self.lease_wait:g} s (long turns, or many workers queue for one key); the "
+            "update was NOT applied. Retry, or raise lease_wait=",
         )
-        if int(reply[0]) != 1:
-            self._counters.add("conflicts")
-            raise StoreConflictError(self.name, key, expected, int(reply[1]))
-        if token:
-            self._tokens().pop(key, None)  # released by the script
-        self._counters.add("saves")
-        return new
 
-    def _reconcile(self, key: str) -> Literal["none", "reconciled", "discarded"]:
-        """Write back a session updated locally while Redis failed (Redis is reachable)."""
-        if not self._bases:
-            return "none"
-        with self._bases_lock:
-            base = self._bases.pop(key, None)
-            if base is None:
-                return "none"
-            entry = self._local.load(key)
-            self._local.delete(key)
-        if entry is None:  # the local copy expired
-            return "none"
-        state_json, version = entry
-        try:
-            self._compare_and_set(key, state_json, base, version, release=False)
-        except StoreConflictError:
-            self._counters.add("fallback_discarded")
-            return "discarded"
-        except BaseException:
-            with self._bases_lock:  # still down: keep the local copy for later
-                self._bases[key] = base
-                self._local._save(key, state_json, 0, version)
-            raise
-        self._counters.add("fallback_reconciled")
-        return "reconciled"
+    def _handed(self, data: bytes, known: Token | None) -> Read:
+        self._counters.add("loads")
+        if not data:
+            return Read()
+        generation, version, value = data.split(b":", 2)
+        token = _token(generation, version)
+        return Read(token, None if token == known else value)
 
-    def _run(self, key: str, op: str, remote: Callable[[], _T], local: Callable[[], _T]) -> _T:
-        if self.fallback is not None and self._clock() < self._down_until:
-            self._counters.add("fallback_operations")
+    def _write(
+        self,
+        key: str,
+        value: bytes,
+        expected: Token | None,
+        holder: str | None,
+        idempotency_key: str | None,
+        result: bytes,
+        version: int | None = None,
+        generation: str | None = None,
+    ) -> Written:
+        args: list[str | bytes | int] = [
+            holder or "",
+            "" if expected is None else expected.generation,
+            "" if expected is None else expected.version,
+            value,
+            max(1, round(self.ttl * 1000)),
+            idempotency_key or "",
+            result,
+            self.keep_results,
+            self._lease_ms(),
+            generation or new_generation(),
+            "" if version is None else version,
+            RESULTS_CAP * self.keep_results,
+            max(0, round(self.keep_results_for * 1000)),
+        ]
+        reply = self._call(key, "write", self._write_script, args)
+        code = int(reply[0])
+        if code == -1:
+            raise self._foreign(key)
+        outcome = _OUTCOMES[code]
+        if outcome == BUSY:
+            return Written(BUSY, Read(), wait=max(0, int(reply[1])) / 1000)
+        token = _token(*reply[1:3]) if len(reply) >= 3 else None
+        if outcome == APPLIED:
+            return Written(APPLIED, Read(token, None, reply[3]))
+        if outcome == CONFLICT:
+            return Written(CONFLICT, Read(token, reply[3] if len(reply) > 3 else None))
+        return Written(WRITTEN, Read(token))
+
+    def _write_back(self, key: str, value: bytes, expected: Token | None, token: Token) -> bool:
+        """Reconcile a key updated locally while degraded (the fallback's write-back)."""
+        written = self._write(
+            key, value, expected, None, None, b"", token.version, token.generation
+        )
+        return written.outcome == WRITTEN
+
+    def _state(self, key: str, reply: Sequence[Any]) -> Read:
+        self._counters.add("loads")
+        code = int(reply[0])
+        if code == -1:
+            raise self._foreign(key)
+        if code == 0:
+            return Read()
+        if reply[4] is not None:
+            self._counters.add("replays")
+        return Read(_token(reply[1], reply[2]), reply[3], reply[4])
+
+    def _call(self, key: str, op: str, script: Any, args: list[Any]) -> Any:
+        self._counters.add("round_trips")
+        return script(keys=self._keys(key), args=args)
+
+    def _run(
+        self,
+        key: str,
+        op: str,
+        remote: Callable[[], _T],
+        local: Callable[[], _T],
+        idempotency_key: str | None = None,
+    ) -> _T:
+        fallback = self._fallback
+        if fallback is not None and fallback.active:
             return local()
         try:
-            result = remote()
+            if fallback is not None and fallback.pending(key):
+                fallback.reconcile(key, self._write_back)
+            return remote()
         except StoreError:
+            self._counters.add("errors")
             raise
         except self._unreachable as error:
-            if self.fallback is None:
-                self._counters.add("errors")
-                raise self._store_error(key, op, error) from error
-            self._down_until = self._clock() + self.fallback_probe
-            self._counters.add("fallback_operations")
+            doubtful = op == "write" and not _refused(error)
+            if fallback is not None:
+                fallback.trip()  # a write in doubt is never served locally: it may have landed
+            if fallback is None or doubtful:
+                raise self._store_error(key, op, error, idempotency_key) from error
             return local()
         except self._errors as error:
-            self._counters.add("errors")
             raise self._store_error(key, op, error) from error
-        if op == "load":
-            self._counters.add("loads")
-        return result
 
-    def _store_error(self, key: str, op: str, error: BaseException) -> StoreError:
+    def _foreign(self, key: str) -> StoreError:
+        return StoreError(
+            self.name,
+            key,
+            f"invalid_state: {self.key_for(key)} is a hash steerloop did not write (or an "
+            "older release's layout); delete it, or use another namespace",
+        )
+
+    def _store_error(
+        self, key: str, op: str, error: BaseException, idempotency_key: str | None = None
+    ) -> StoreError:
+        self._counters.add("errors")
+        if op == "write" and isinstance(error, self._unreachable) and not _refused(error):
+            self._counters.add("in_doubt")
+            return StoreInDoubtError(
+                self.name,
+                key,
+                f"in_doubt: the write was sent to {self._where} but its reply was lost "
+                f"({type(error).__name__}: {error}); it was applied entirely or not at all.",
+                idempotency_key,
+            )
         if isinstance(error, self._timeout_error):
-            landed = (
-                " The write may or may not have landed (never partially); the session "
-                "re-reads the store on its next call."
-                if op == "save"
-                else ""
+            return StoreUnavailableError(
+                self.name,
+                key,
+                f"timeout: {self._where} did not answer {op} within {self.timeout:g} s; nothing "
+                "was written. Check the server (or raise timeout=); "
+                "RedisStore(fallback='memory') keeps serving from local memory instead",
             )
-            reason = (
-                f"timeout: {self._where} did not answer {op} within {self.timeout:g} s.{landed} "
-                "Check the server (or raise timeout=); RedisStore(fallback='memory') keeps "
-                "serving from local memory instead of raising"
+        if isinstance(error, self._unreachable):
+            return StoreUnavailableError(
+                self.name,
+                key,
+                f"unavailable: cannot reach {self._where} for {op} ({error}); nothing was "
+                "written. Start or fix the server, check the URL; "
+                "RedisStore(fallback='memory') keeps serving from local memory instead",
             )
-        elif isinstance(error, self._unreachable):
-            reason = (
-                f"unavailable: cannot reach {self._where} for {op} ({error}). Start or fix the "
-                "server, check the URL; RedisStore(fallback='memory') keeps serving from "
-                "local memory instead of raising"
-            )
-        else:
-            reason = f"error: {op} failed on {self._where}: {type(error).__name__}: {error}"
-        return StoreError(self.name, key, reason)
+        return StoreError(
+            self.name, key, f"error: {op} failed on {self._where}: {type(error).__name__}: {error}"
+        )
+
+
+def _args(known: Token | None, idempotency_key: str | None) -> list[str | int]:
+    if known is None:
+        return ["", "", idempotency_key or ""]
+    return [known.generation, known.version, idempotency_key or ""]
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the connection was never made (so nothing was sent)."""
+    return "connecting to" in str(error)
+
+
+_COUNTER = {WRITTEN: "saves", APPLIED: "replays", CONFLICT: "conflicts", BUSY: "busy"}

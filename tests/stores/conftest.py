@@ -1,4 +1,4 @@
-"""Fixtures of the store tests: one real redis-server per test session, clean namespaces."""
+"""Fixtures of the store tests: real redis-servers, clean namespaces, every store kind."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import RedisServer, require_redis_server
+from store_helpers import STORE_TIMEOUT, RedisServer, require_redis_server
 
 from steerloop.stores import MemoryStore, RedisStore, StateStore
-from steerloop.stores.sync import inject_before_save
+from steerloop.testing import FaultyStore
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +20,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     binary = require_redis_server()
     workdir: Path = tmp_path_factory.mktemp("redis")
     server = RedisServer(binary, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone (it may be paused, killed or restarted)."""
+    server = RedisServer(require_redis_server(), tmp_path)
     try:
         yield server
     finally:
@@ -38,11 +48,16 @@ def namespace() -> str:
 
 @pytest.fixture
 def make_redis_store(redis_url: str, namespace: str) -> Iterator[Callable[..., RedisStore]]:
-    """``make_redis_store(**kwargs)``: RedisStore on the test server, this test's namespace."""
+    """``make_redis_store(**kwargs)``: RedisStore on the test server, this test's namespace.
+
+    Its socket timeout is the generous :data:`store_helpers.STORE_TIMEOUT` unless the test
+    passes a short one (a fault under test).
+    """
     stores: list[RedisStore] = []
 
     def make(**kwargs: Any) -> RedisStore:
         kwargs.setdefault("namespace", namespace)
+        kwargs.setdefault("timeout", STORE_TIMEOUT)
         url = str(kwargs.pop("url", redis_url))
         store = RedisStore(url, **kwargs)
         stores.append(store)
@@ -53,17 +68,13 @@ def make_redis_store(redis_url: str, namespace: str) -> Iterator[Callable[..., R
         store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "faulty"])
 def store(request: pytest.FixtureRequest) -> StateStore:
-    """The contract suite runs once per store."""
+    """The contract suites run once per store (``faulty``: a FaultyStore with no faults)."""
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "faulty":
+        return FaultyStore(MemoryStore())
     make = request.getfixturevalue("make_redis_store")
     result: StateStore = make()
     return result
-
-
-@pytest.fixture(autouse=True)
-def _no_fault_hook() -> Iterator[None]:
-    yield
-    inject_before_save(None)

@@ -1,11 +1,20 @@
-"""Shared helpers of the store tests: a real redis-server, a small policy, TCP fault servers."""
+"""Shared helpers of the store tests: a real redis-server, a small policy, TCP fault servers.
+
+Every wait for *progress* in these tests (a server starting, a worker process finishing, a
+store command on a busy machine) derives from one generous setting, :data:`PATIENCE`, so a
+slow, loaded 2-core CI machine never trips a library default by accident. Short timeouts
+that *are* the fault under test (a store timeout shorter than a 3 s pause) are named as such
+where they are used.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +28,15 @@ import pytest
 
 from steerloop import Controller, Policy
 from steerloop.policies.schema import validate_policy
+from steerloop.stores.sync import StoredCopy, read_modify_write, sync
+
+#: Seconds: the one generous setting every wait for progress derives from
+#: (``STEERLOOP_TEST_PATIENCE`` overrides it on a machine slower still).
+PATIENCE = float(os.environ.get("STEERLOOP_TEST_PATIENCE", "60"))
+#: Socket timeout of a store used for progress only (not a fault under test).
+STORE_TIMEOUT = PATIENCE / 4
+#: Longest run of one worker process.
+PROCESS_TIMEOUT = PATIENCE * 5
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -67,39 +85,66 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (no persistence), stopped by :meth:`stop`."""
+    """A throwaway redis-server on 127.0.0.1 (no persistence), stopped by :meth:`stop`.
+
+    :meth:`pause`/:meth:`resume` (SIGSTOP/SIGCONT) and :meth:`restart` (SIGKILL, then a new
+    server on the same port, empty) inject server faults.
+    """
 
     def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
         self.workdir = workdir
         last_error = ""
         for _ in range(5):  # a free port can be taken between probing and binding
             self.port = free_port()
-            self.process = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                    "--logfile",
-                    str(workdir / f"redis-{self.port}.log"),
-                    "--protected-mode",
-                    "yes",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            if self._wait_ready(20.0):
+            if self._start():
                 return
             last_error = self._log()
             self.stop()
         raise RuntimeError(f"redis-server did not start: {last_error}")
+
+    def _start(self) -> bool:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / f"redis-{self.port}.log"),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self._wait_ready(PATIENCE / 3)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Kill the server (no persistence: its data is lost) and start it on the same port."""
+        self.process.kill()
+        self.process.wait(timeout=PATIENCE)
+        deadline = time.monotonic() + PATIENCE
+        while not self._start():  # the port may linger for a moment
+            self.stop()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not restart: {self._log()}")
+            time.sleep(0.1)
 
     @property
     def url(self) -> str:
@@ -126,12 +171,13 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot terminate
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=PATIENCE / 6)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=PATIENCE / 6)
 
 
 class SilentServer:
@@ -162,7 +208,7 @@ class SilentServer:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=PATIENCE)
         for connection in self._connections:
             connection.close()
         self._listener.close()
@@ -252,7 +298,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=PATIENCE)
         with self._lock:
             for client, server in self._pairs:
                 client.close()
@@ -260,7 +306,7 @@ class FaultProxy:
         self._listener.close()
 
 
-def run_worker(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+def run_worker(*args: str, timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(WORKER), *args],
         capture_output=True,
@@ -280,3 +326,66 @@ def elapsed() -> Iterator[list[float]]:
         yield box
     finally:
         box[0] = time.perf_counter() - start
+
+
+# -- a toy local object for the generic read-modify-write -----------------------------------
+
+
+class Ledger:
+    """A worker's copy of a toy shared value: the ids of the updates applied, in order.
+
+    Through :func:`steerloop.stores.sync.read_modify_write` it shows exactly which updates
+    a store holds, so an update applied twice or a "failed" update that landed is visible.
+    """
+
+    def __init__(self, store: Any, key: str = "ledger", initial: list[str] | None = None) -> None:
+        self.store = store
+        self.key = key
+        self.applied: list[str] = list(initial or [])
+        self.copy = StoredCopy()
+        self.steps = 0  # step() calls, wasted ones included
+        self.fail_next_step: BaseException | None = None  # raised by the next step, mid-way
+
+    def load(self, value: bytes) -> None:
+        applied = json.loads(value)
+        if not isinstance(applied, list):
+            raise ValueError("not a ledger")
+        self.applied = applied
+
+    def fresh(self) -> None:
+        self.applied = []
+
+    def dump(self) -> bytes:
+        return json.dumps(self.applied).encode()
+
+    def update(self, update_id: str, idempotency_key: str | None = None) -> int:
+        """Append ``update_id``; returns the ledger's length after it."""
+
+        def step() -> int:
+            self.steps += 1
+            self.applied.append(update_id)
+            if self.fail_next_step is not None:
+                error, self.fail_next_step = self.fail_next_step, None
+                raise error
+            return len(self.applied)
+
+        return read_modify_write(
+            self.store,
+            self.key,
+            self.copy,
+            load=self.load,
+            fresh=self.fresh,
+            step=step,
+            dump=self.dump,
+            dump_result=lambda n: str(n).encode(),
+            load_result=lambda data: int(data),
+            idempotency_key=idempotency_key,
+        )
+
+    def sync(self) -> None:
+        sync(self.store, self.key, self.copy, load=self.load, fresh=self.fresh)
+
+
+def stored_ledger(store: Any, key: str = "ledger") -> list[str] | None:
+    value = store.read(key).value
+    return None if value is None else list(json.loads(value))

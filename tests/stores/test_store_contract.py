@@ -1,19 +1,17 @@
-"""One contract for every StateStore (MemoryStore and RedisStore on a real redis-server)."""
+"""One protocol contract for every StateStore (memory, Redis on a real server, FaultyStore)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import threading
 import time
 from typing import Any
 
 import pytest
-from store_helpers import small_controller, small_scores
+from store_helpers import PATIENCE
 
-from steerloop import Controller, Decision, SessionState, StoreError
-from steerloop.stores import MemoryStore, RedisStore, StateStore, StoreConflictError
-from steerloop.stores.sync import inject_before_save
+from steerloop import StoreError
+from steerloop.stores import MemoryStore, RedisStore, StateStore, Token
+from steerloop.stores.base import APPLIED, BUSY, CONFLICT, RESULTS_CAP, WRITTEN
 
 ODD_IDS = [
     "plain",
@@ -26,21 +24,24 @@ ODD_IDS = [
 ]
 
 
-def comparable(decision: Decision) -> tuple[Any, ...]:
-    return (
-        decision.strategy,
-        decision.prompt,
-        decision.changed,
-        decision.rule,
-        decision.reason,
-        decision.mode,
-        decision.focus,
-        dict(decision.diagnostics),
-        decision.step,
-    )
+def create(store: StateStore, key: str, value: bytes = b"v1") -> Token:
+    written = store.write(key, value, None)
+    assert written.outcome == WRITTEN and written.read.token is not None
+    return written.read.token
 
 
-# -- the protocol ------------------------------------------------------------------------
+def lease_of(store: StateStore) -> float:
+    inner: Any = getattr(store, "inner", store)
+    return float(inner.lease)
+
+
+def set_lease(store: StateStore, lease: float, lease_wait: float) -> None:
+    inner: Any = getattr(store, "inner", store)
+    inner.lease = lease
+    inner.lease_wait = lease_wait
+
+
+# -- values, tokens, generations -----------------------------------------------------------
 
 
 def test_store_satisfies_the_protocol(store: StateStore) -> None:
@@ -48,84 +49,108 @@ def test_store_satisfies_the_protocol(store: StateStore) -> None:
     assert store.ttl > 0 and store.retries >= 0 and store.backoff >= 0
 
 
-def test_absent_key(store: StateStore) -> None:
-    assert store.load("missing") is None
-    assert store.load_if_changed("missing", 0) == (None, 0)
-    assert store.load_if_changed("missing", 7) == (None, 0)
+def test_an_absent_key_reads_as_nothing(store: StateStore) -> None:
+    read = store.read("missing", Token("g", 3), idempotency_key="k")
+    assert read.token is None and read.value is None and read.result is None
     store.delete("missing")  # no error
 
 
-def test_versions_count_saves_exactly(store: StateStore) -> None:
-    version = 0
-    for i in range(5):
-        version = store.save("k", json.dumps({"i": i}), version)
-        assert version == i + 1
-    assert store.load("k") == ('{"i": 4}', 5)
+def test_versions_count_writes_within_one_generation(store: StateStore) -> None:
+    token = create(store, "k", b"0")
+    assert token.version == 1 and len(token.generation) >= 16
+    for i in range(1, 5):
+        written = store.write("k", str(i).encode(), token)
+        assert written.outcome == WRITTEN
+        assert written.read.token == Token(token.generation, i + 1)
+        token = written.read.token
+    read = store.read("k")
+    assert read.token == Token(token.generation, 5) and read.value == b"4"
 
 
-def test_compare_and_set_refuses_a_stale_version_and_writes_nothing(store: StateStore) -> None:
-    store.save("k", "first", 0)
-    store.save("k", "second", 1)
-    for stale in (0, 1, 3):
-        with pytest.raises(StoreConflictError) as info:
-            store.save("k", "stale", stale)
-        assert info.value.expected == stale
-        assert info.value.actual == 2
-        assert info.value.store == store.name and info.value.key == "k"
-        assert isinstance(info.value, StoreError)
-    assert store.load("k") == ("second", 2)
-    assert store.stats().conflicts == 3
+def test_a_known_value_is_not_sent_again(store: StateStore) -> None:
+    token = create(store, "k", b"state")
+    assert store.read("k", token).value is None
+    assert store.read("k", Token(token.generation, token.version + 1)).value == b"state"
+    assert store.read("k", Token("other", token.version)).value == b"state"
+    assert store.read("k", None).value == b"state"
 
 
-def test_load_if_changed_skips_an_unchanged_state(store: StateStore) -> None:
-    store.save("k", "one", 0)
-    assert store.load_if_changed("k", 1) == (None, 1)
-    assert store.load_if_changed("k", 0) == ("one", 1)
-    assert store.load_if_changed("k", -1) == ("one", 1)
-    store.save("k", "two", 1)
-    assert store.load_if_changed("k", 1) == ("two", 2)
+def test_compare_and_set_refuses_a_stale_token_and_returns_the_stored_value(
+    store: StateStore,
+) -> None:
+    first = create(store, "k", b"first")
+    second = store.write("k", b"second", first).read.token
+    assert second is not None
+    for stale in (first, Token(first.generation, 7), Token("elsewhere", 2), None):
+        refused = store.write("k", b"stale", stale)
+        assert refused.outcome == CONFLICT
+        assert refused.read.token == second and refused.read.value == b"second"
+    assert store.read("k").value == b"second"
+    assert store.stats().conflicts == 4
 
 
-def test_delete_then_recreate(store: StateStore) -> None:
-    store.save("k", "one", 0)
+def test_a_write_expecting_a_value_that_is_gone_is_refused(store: StateStore) -> None:
+    token = create(store, "k")
     store.delete("k")
-    assert store.load("k") is None
-    assert store.save("k", "again", 0) == 1
+    refused = store.write("k", b"x", token)
+    assert refused.outcome == CONFLICT and refused.read.token is None
+    assert store.read("k").token is None
 
 
-@pytest.mark.parametrize("session_id", ODD_IDS, ids=range(len(ODD_IDS)))
-def test_any_session_id_round_trips_in_its_own_key(store: StateStore, session_id: str) -> None:
-    store.save(session_id, "mine", 0)
-    assert store.load(session_id) == ("mine", 1)
+def test_a_key_created_again_gets_a_new_generation(store: StateStore) -> None:
+    old = create(store, "k")
+    store.write("k", b"v2", old)
+    store.delete("k")
+    new = create(store, "k", b"again")
+    assert new.version == 1 and new.generation != old.generation
+
+
+@pytest.mark.parametrize("key", ODD_IDS, ids=range(len(ODD_IDS)))
+def test_any_key_round_trips_on_its_own(store: StateStore, key: str) -> None:
+    create(store, key, b"mine")
+    assert store.read(key).value == b"mine"
     for other in ODD_IDS:
-        if other != session_id:
-            assert store.load(other) is None
+        if other != key:
+            assert store.read(other).token is None
 
 
-def test_every_key_has_a_ttl_renewed_by_each_save() -> None:
+def test_values_are_bytes_of_any_content(store: StateStore) -> None:
+    value = bytes(range(256)) * 20 + b":\n:\x00"
+    token = create(store, "k", value)
+    assert store.read("k").value == value
+    assert store.read("k", Token(token.generation, 0)).value == value
+
+
+# -- TTL -------------------------------------------------------------------------------------
+
+
+def test_every_key_has_a_ttl_renewed_by_each_write() -> None:
     now = [0.0]
     store = MemoryStore(ttl=10.0, clock=lambda: now[0])
-    store.save("k", "one", 0)
+    token = create(store, "k")
     assert store.expires_in("k") == pytest.approx(10.0)
     now[0] = 8.0
-    store.save("k", "two", 1)
+    store.write("k", b"two", token)
     assert store.expires_in("k") == pytest.approx(10.0)
     now[0] = 17.9
-    assert store.load("k") == ("two", 2)
+    assert store.read("k").value == b"two"
     now[0] = 18.0
-    assert store.load("k") is None
+    assert store.read("k").token is None
     assert "k" not in store and len(store) == 0
+    assert create(store, "k").generation != token.generation  # expired: a new generation
 
 
 def test_redis_keys_have_a_ttl(make_redis_store: Any) -> None:
     store: RedisStore = make_redis_store(ttl=30.0)
-    store.save("k", "one", 0)
-    pttl = store.client.pttl(store.key_for("k"))
-    assert 29_000 < pttl <= 30_000
+    token = create(store, "k")
+    store.write("k", b"v", token, idempotency_key="i")
+    base = store.key_for("k")
+    for suffix in ("", ":results", ":ids"):
+        assert 29_000 < store.client.pttl(base + suffix) <= 30_000, suffix
     short: RedisStore = make_redis_store(ttl=0.2)
-    short.save("gone", "x", 0)
+    create(short, "gone")
     time.sleep(0.4)
-    assert short.load("gone") is None
+    assert short.read("gone").token is None
 
 
 def test_settings_are_validated() -> None:
@@ -133,196 +158,176 @@ def test_settings_are_validated() -> None:
         MemoryStore(ttl=0)
     with pytest.raises(ValueError, match="retries"):
         MemoryStore(retries=-1)
+    with pytest.raises(ValueError, match="lease"):
+        MemoryStore(lease=0)
+    with pytest.raises(ValueError, match="keep_results"):
+        MemoryStore(keep_results=0)
     with pytest.raises(ValueError, match="fallback"):
         RedisStore(fallback="disk")  # type: ignore[arg-type]
 
 
-# -- through the controller ----------------------------------------------------------------
+# -- idempotency results ---------------------------------------------------------------------
 
 
-def test_two_controllers_sharing_a_store_decide_like_one_without(store: StateStore) -> None:
-    reference = small_controller().session("s")
-    workers = [small_controller(store=store), small_controller(store=store)]
-    for i in range(40):
-        expected = reference.update(small_scores(i))
-        got = workers[i % 2].session("s").update(small_scores(i))
-        assert comparable(got) == comparable(expected)
-    loaded = store.load("s")
-    assert loaded is not None
-    assert loaded[1] == 40
-    assert loaded[0] == reference.snapshot().model_dump_json()
+def test_a_write_keeps_its_result_and_is_applied_once(store: StateStore) -> None:
+    token = create(store, "k")
+    written = store.write("k", b"v2", token, idempotency_key="u-1", result=b"r1")
+    assert written.outcome == WRITTEN
+    again = store.write("k", b"v2-again", written.read.token, idempotency_key="u-1", result=b"x")
+    assert again.outcome == APPLIED and again.read.result == b"r1"
+    assert store.read("k").value == b"v2"  # nothing written the second time
+    assert store.read("k", idempotency_key="u-1").result == b"r1"
+    assert store.read("k", idempotency_key="u-2").result is None
+    assert store.stats().replays >= 2
 
 
-def test_session_is_created_through_the_store_and_sees_other_workers(store: StateStore) -> None:
-    first, second = small_controller(store=store), small_controller(store=store)
-    assert first.store is store
-    first.session("s").update(small_scores(0))
-    assert store.load("s") is not None
-    assert second.session("s").step == 1  # loaded, not created afresh
-    second.session("s").update(small_scores(1))
-    assert first.session("s").step == 2  # refreshed on access
-
-
-def test_stored_state_is_json_with_a_schema_version(store: StateStore) -> None:
-    controller = small_controller(store=store)
-    controller.session("s").update(small_scores(0))
-    loaded = store.load("s")
-    assert loaded is not None
-    document = json.loads(loaded[0])
-    assert document["schema_version"] == 2
-    assert SessionState.model_validate_json(loaded[0]).step == 1
-
-
-def test_an_unchanged_session_is_not_reloaded(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    controller = small_controller(store=store)
-    session = controller.session("s")
-    loads: list[int] = []
-    original = type(session)._load
-
-    def spy(self: Any, state: SessionState) -> None:
-        loads.append(state.step)
-        original(self, state)
-
-    monkeypatch.setattr(type(session), "_load", spy)
-    for i in range(5):
-        session.update(small_scores(i))
-    assert loads == []  # nobody else wrote: no parse, no rebuild
-    other = small_controller(store=store)
-    other.session("s").update(small_scores(5))  # loads once (a new object)
-    session.update(small_scores(6))
-    assert loads == [5, 6]  # `other` loaded step 5, `session` reloaded step 6
-
-
-def test_a_conflict_is_retried_and_nothing_is_lost(store: StateStore) -> None:
-    mine, theirs = small_controller(store=store), small_controller(store=store)
-    mine.session("s").update(small_scores(0))
-    interfered: list[int] = []
-
-    def interfere(key: str, expected: int) -> None:
-        if not interfered:
-            interfered.append(expected)
-            inject_before_save(None)
-            try:
-                theirs.session(key).update(small_scores(100))  # lands between my read and write
-            finally:
-                inject_before_save(interfere)
-
-    # the other "worker" runs inside this one's turn (same thread): it waits 50 ms for the
-    # turn, then goes ahead optimistically, which is what makes the conflict
-    assert isinstance(store, MemoryStore | RedisStore)
-    store.lease_wait = 0.05
-    inject_before_save(interfere)
-    seen: list[Decision] = []
-    mine.add_listener(lambda _session, decision: seen.append(decision))
-    decision = mine.session("s").update(small_scores(1))
-    inject_before_save(None)
-    assert interfered == [1]
-    assert decision.step == 3  # recomputed on top of the other worker's update
-    assert len(seen) == 1  # listeners hear the committed decision only
-    loaded = store.load("s")
-    assert loaded is not None and loaded[1] == 3
-    assert SessionState.model_validate_json(loaded[0]).step == 3
-    assert store.stats().conflicts >= 1
-
-
-@pytest.mark.parametrize("strict", [False, True])
-def test_exhausted_retries_raise_even_when_not_strict(store: StateStore, strict: bool) -> None:
-    store.retries = 2
-    store.backoff = 0.0
-    mine = Controller(small_controller().policy, store=store, strict=strict)
-    theirs = small_controller(store=store)
-    mine.session("s").update(small_scores(0))
-    assert isinstance(store, MemoryStore | RedisStore)
-    store.lease_wait = 0.0
-
-    def always_interfere(key: str, expected: int) -> None:
-        inject_before_save(None)
-        try:
-            theirs.session(key).update(small_scores(expected))
-        finally:
-            inject_before_save(always_interfere)
-
-    inject_before_save(always_interfere)
-    with pytest.raises(StoreConflictError) as info:
-        mine.session("s").update(small_scores(1))
-    inject_before_save(None)
-    assert info.value.attempts == 3
-    assert "NOT applied" in str(info.value)
-    loaded = store.load("s")
-    assert loaded is not None
-    assert loaded[1] == 4  # 1 (mine) + 3 (theirs); my failed update is not in it
-    assert SessionState.model_validate_json(loaded[0]).step == 4
-    # the session recovers: the next update reloads and applies on top
-    assert mine.session("s").update(small_scores(2)).step == 5
-
-
-def test_a_deleted_session_starts_afresh(store: StateStore) -> None:
-    controller = small_controller(store=store)
-    session = controller.session("s")
+def test_results_are_bounded_and_dropped_with_the_key() -> None:
+    store = MemoryStore(keep_results=2, keep_results_for=0)
+    token = create(store, "k")
     for i in range(3):
-        session.update(small_scores(i))
-    store.delete("s")
-    assert session.update(small_scores(3)).step == 1
-    assert store.load("s") is not None
-    assert store.load("s")[1] == 1  # type: ignore[index]
+        token = store.write("k", b"v", token, idempotency_key=f"u-{i}", result=b"r").read.token
+    assert store.read("k", idempotency_key="u-0").result is None  # the oldest was dropped
+    assert store.read("k", idempotency_key="u-2").result == b"r"
+    store.delete("k")
+    create(store, "k")
+    assert store.read("k", idempotency_key="u-2").result is None
 
 
-def test_a_foreign_value_raises_a_typed_error(store: StateStore) -> None:
-    store.save("s", '{"not": "a session"}', 0)
-    controller = small_controller(store=store)
-    with pytest.raises(StoreError, match="invalid_state") as info:
-        controller.session("s")
-    assert info.value.key == "s"
-    store.save("t", small_controller().session("other").snapshot().model_dump_json(), 0)
-    with pytest.raises(StoreError, match="belongs to session 'other'"):
-        controller.session("t")
+def test_recent_results_are_kept_up_to_the_cap() -> None:
+    now = [0.0]
+    store = MemoryStore(keep_results=2, keep_results_for=10.0, clock=lambda: now[0])
+    token = create(store, "k")
+    for i in range(40):  # young: kept beyond keep_results, up to RESULTS_CAP * keep_results
+        token = store.write("k", b"v", token, idempotency_key=f"u-{i}", result=b"r").read.token
+    kept = [i for i in range(40) if store.read("k", idempotency_key=f"u-{i}").result]
+    assert kept == list(range(40 - RESULTS_CAP * 2, 40))
+    now[0] = 10.0  # all old now: the next write trims to keep_results
+    store.write("k", b"v", token, idempotency_key="last", result=b"r")
+    kept = [i for i in range(40) if store.read("k", idempotency_key=f"u-{i}").result]
+    assert kept == [39]
 
 
-def test_a_state_of_other_objectives_is_rejected(store: StateStore) -> None:
-    Controller(preset="paper", store=store).session("s").update({"security": 0.5})
-    with pytest.raises(StoreError, match="incompatible_state"):
-        small_controller(store=store).session("s")
-
-
-def test_a_strict_step_fault_is_not_saved_and_the_session_reloads(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    controller = Controller(small_controller().policy, store=store, strict=True)
-    session = controller.session("s")
-    session.update(small_scores(0))
-
-    def boom(*_: object) -> None:
-        raise ArithmeticError("injected")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(type(session), "_step_once", boom)
-        with pytest.raises(ArithmeticError):
-            session.update(small_scores(1))
-    assert store.load("s")[1] == 1  # type: ignore[index]
-    assert session.update(small_scores(1)).step == 2
-
-
-def test_restore_writes_through_on_the_next_update(store: StateStore) -> None:
-    source = small_controller().session("s")
-    for i in range(4):
-        source.update(small_scores(i))
-    controller = small_controller(store=store)
-    restored = controller.restore(source.snapshot())
-    assert restored.update(small_scores(4)).step == 5
-    assert store.load("s")[1] == 1  # type: ignore[index]
-
-
-def test_without_a_store_nothing_changes() -> None:
-    controller = small_controller()
-    assert controller.store is None
-    assert controller.session("s").update(small_scores(0)).step == 1
-
-
-def test_import_stays_light() -> None:
-    code = (
-        "import sys, steerloop, steerloop.stores; "
-        "assert 'redis' not in sys.modules, 'redis imported eagerly'"
+def test_redis_results_are_bounded_by_count_and_age(make_redis_store: Any) -> None:
+    young: RedisStore = make_redis_store(keep_results=2)
+    token = create(young, "k")
+    for i in range(40):
+        token = young.write("k", b"v", token, idempotency_key=f"u-{i}", result=b"r").read.token
+    assert young.client.llen(young.key_for("k") + ":ids") == RESULTS_CAP * 2
+    assert young.read("k", idempotency_key=f"u-{40 - RESULTS_CAP * 2}").result == b"r"
+    store: RedisStore = make_redis_store(
+        keep_results=2, keep_results_for=0, namespace=young.namespace + "-old"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    token = create(store, "k")
+    for i in range(3):
+        token = store.write("k", b"v", token, idempotency_key=f"u-{i}", result=b"r").read.token
+    assert store.read("k", idempotency_key="u-0").result is None
+    assert store.read("k", idempotency_key="u-1").result == b"r"
+    assert store.client.llen(store.key_for("k") + ":ids") == 2
+
+
+# -- turns -------------------------------------------------------------------------------------
+
+
+def test_a_turn_reads_and_its_write_ends_it(store: StateStore) -> None:
+    token = create(store, "k", b"v1")
+    turn = store.begin("k", token)
+    assert turn.holder is not None and turn.read.token == token and turn.read.value is None
+    assert store.write("k", b"other", token).outcome == BUSY  # not this worker's turn
+    written = store.write("k", b"v2", token, turn=turn)
+    assert written.outcome == WRITTEN
+    again = store.begin("k", None)  # free again
+    assert again.read.value == b"v2"
+    store.release(again)
+
+
+def test_a_turn_survives_a_conflict_and_resume_takes_it_again(store: StateStore) -> None:
+    token = create(store, "k")
+    turn = store.begin("k")
+    refused = store.write("k", b"x", Token(token.generation, 9), turn=turn)
+    assert refused.outcome == CONFLICT  # still this worker's turn
+    assert store.write("k", b"other", token).outcome == BUSY
+    resumed = store.begin("k", token, resume=turn)
+    assert resumed.holder == turn.holder
+    assert store.write("k", b"mine", token, turn=resumed).outcome == WRITTEN
+
+
+def test_begin_returns_at_once_when_the_key_was_applied(store: StateStore) -> None:
+    token = create(store, "k")
+    store.write("k", b"v2", token, idempotency_key="u", result=b"done")
+    holder = store.begin("k")
+    other = store.begin("k", idempotency_key="u")  # would wait for `holder` otherwise
+    assert other.holder is None and other.read.result == b"done"
+    store.release(holder)
+
+
+def test_waiters_take_turns_and_a_write_hands_the_turn_on(store: StateStore) -> None:
+    create(store, "k", b"0")
+    set_lease(store, PATIENCE, PATIENCE)
+    first = store.begin("k")
+    order: list[str] = []
+    errors: list[BaseException] = []
+
+    def waiter(name: str) -> None:
+        try:
+            turn = store.begin("k")
+            order.append(name)
+            value = int(turn.read.value or b"0")
+            written = store.write("k", str(value + 1).encode(), turn.read.token, turn=turn)
+            assert written.outcome == WRITTEN
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=waiter, args=(f"w{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # queue in order
+    assert order == []  # all wait for `first`
+    written = store.write("k", b"10", first.read.token, turn=first)
+    assert written.outcome == WRITTEN
+    for thread in threads:
+        thread.join(timeout=PATIENCE)
+    assert not errors, errors
+    assert sorted(order) == ["w0", "w1", "w2"]
+    assert store.read("k").value == b"13"  # each waiter saw its predecessor's value
+    assert store.stats().lease_waits >= 3
+
+
+def test_a_holder_that_is_gone_holds_nobody_up_longer_than_the_lease(store: StateStore) -> None:
+    create(store, "k")
+    set_lease(store, 0.5, PATIENCE)
+    store.begin("k")  # and never ends it: the holder is gone
+    started = time.monotonic()
+    turn = store.begin("k")
+    waited = time.monotonic() - started
+    assert turn.holder is not None
+    assert waited < lease_of(store) + PATIENCE / 10, waited
+    store.release(turn)
+
+
+def test_a_turn_that_does_not_come_within_lease_wait_raises_busy(store: StateStore) -> None:
+    create(store, "k")
+    set_lease(store, PATIENCE, 0.2)
+    holder = store.begin("k")
+    with pytest.raises(StoreError, match="busy") as info:
+        store.begin("k")
+    assert "NOT applied" in str(info.value)
+    store.release(holder)
+    turn = store.begin("k")  # the one that gave up is not queued any more
+    assert turn.holder is not None
+    store.release(turn)
+    assert store.stats().lease_timeouts == 1
+
+
+def test_release_hands_the_turn_on_with_the_value(store: StateStore) -> None:
+    token = create(store, "k", b"v1")
+    set_lease(store, PATIENCE, PATIENCE)
+    first = store.begin("k")
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(store.begin("k", token)))
+    waiter.start()
+    time.sleep(0.1)
+    store.release(first)
+    waiter.join(timeout=PATIENCE)
+    assert got and got[0].holder is not None and got[0].read.token == token
+    store.release(got[0])
+    store.release(got[0])  # a second release is harmless

@@ -7,17 +7,24 @@ import subprocess
 import sys
 
 import pytest
-from store_helpers import ROOT
+from store_helpers import PATIENCE, PROCESS_TIMEOUT, ROOT
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_workers_decide_like_one_process(redis_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "stores_redis_two_workers.py"), "--steps", "40"],
+        [
+            sys.executable,
+            str(ROOT / "examples" / "stores_redis_two_workers.py"),
+            "--steps",
+            "40",
+            "--timeout",
+            str(PATIENCE),
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PROCESS_TIMEOUT,
         check=False,
         cwd=ROOT,
         env={**os.environ, "STEERLOOP_REDIS_URL": redis_url},
