@@ -14,7 +14,7 @@ from typing import Generic, Literal, TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from steerloop.controller.diagnostics import CATEGORICAL_VALUES
+from steerloop.policies.metrics import CATEGORICAL_VALUES
 from steerloop.scoring.base import FailureReason
 from steerloop.stores.base import StoreStats
 

@@ -18,8 +18,8 @@ from steerloop.analysis import (
     fit_trajectories,
     increment_correlation,
 )
-from steerloop.controller.severity import simulate as simulate_severity
-from steerloop.controller.spectrum import analyze_spectrum
+from steerloop.estimators.severity import simulate as simulate_severity
+from steerloop.estimators.spectrum import analyze_spectrum
 from steerloop.simulate import Environment, StrategyDynamics, rollout_arrays
 
 A_TRUE = np.array([[-0.5, 0.1, 0.0], [0.0, -0.3, 0.05], [0.1, 0.0, -0.8]])

@@ -13,7 +13,7 @@ from steerloop.analysis.severity import (
     severity_chain_sample,
     severity_density,
 )
-from steerloop.controller.severity import simulate, stationary_density
+from steerloop.estimators.severity import simulate, stationary_density
 
 
 def make_fit(**values: float) -> SeverityFit:

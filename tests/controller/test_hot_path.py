@@ -9,11 +9,11 @@ import pytest
 
 from steerloop import Controller
 from steerloop.controller import _linalg
-from steerloop.controller.ewstats import EWMoments
-from steerloop.controller.interference import off_diagonal_minimum
-from steerloop.controller.kalman import ObjectiveFilter
-from steerloop.controller.rls import RecursiveLeastSquares, ScalarRLS
-from steerloop.controller.spectrum import analyze_spectrum, summarize_spectrum
+from steerloop.estimators.ewstats import EWMoments
+from steerloop.estimators.interference import off_diagonal_minimum
+from steerloop.estimators.kalman import ObjectiveFilter
+from steerloop.estimators.rls import RecursiveLeastSquares, ScalarRLS
+from steerloop.estimators.spectrum import analyze_spectrum, summarize_spectrum
 from steerloop.controller.state import RLSState
 from steerloop.errors import NumericalError, ShapeError
 
@@ -313,7 +313,7 @@ def test_scalar_rls_written_out_paths_equal_the_loops(
 def test_kalman_gershgorin_shortcut_keeps_the_guard_results(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import steerloop.controller.kalman as kalman_module
+    import steerloop.estimators.kalman as kalman_module
 
     rng = np.random.default_rng(7)
     cases = []
@@ -343,8 +343,8 @@ def test_kalman_gershgorin_shortcut_keeps_the_guard_results(
 def test_condition_bound_bounds_cond2_and_keeps_the_equilibrium(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import steerloop.controller.drift as drift_module
-    from steerloop.controller.drift import DriftModel
+    import steerloop.estimators.drift as drift_module
+    from steerloop.estimators.drift import DriftModel
 
     for matrix in _matrices(11):
         bound = _linalg.condition_bound(matrix)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from steerloop import Controller, Decision, Policy, PolicyError, ScorerError, SessionState
-from steerloop.controller.diagnostics import metric_kinds
+from steerloop.policies.metrics import metric_kinds
 from steerloop.policies.schema import validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from steerloop import Controller, SessionState, SnapshotVersionError
-from steerloop.controller.drift import DriftModel
+from steerloop.estimators.drift import DriftModel
 from steerloop.controller.state import (
     SNAPSHOT_SCHEMA_VERSION,
     DriftState,

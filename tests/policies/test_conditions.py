@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steerloop.controller.diagnostics import DiagnosticValue
+from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies import Condition, compile_condition, load_preset
 from steerloop.policies.conditions import CompiledCondition, format_value
 

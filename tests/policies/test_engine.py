@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from steerloop.controller.diagnostics import DiagnosticValue
-from steerloop.controller.interference import interference_order
+from steerloop.policies.metrics import DiagnosticValue
+from steerloop.estimators.interference import interference_order
 from steerloop.policies.engine import EngineContext, EngineMemory, PolicyEngine
 from steerloop.policies.loader import load_preset
 from steerloop.policies.schema import Policy, validate_policy

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from steerloop.controller.diagnostics import DiagnosticValue
+from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies import (
     Policy,
     available_presets,

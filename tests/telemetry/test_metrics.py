@@ -32,7 +32,7 @@ from telemetry_helpers import (
 
 from steerloop import Controller, Decision
 from steerloop.controller import listeners
-from steerloop.controller.diagnostics import CATEGORICAL_VALUES
+from steerloop.policies.metrics import CATEGORICAL_VALUES
 from steerloop.scoring.base import CallableScorer
 from steerloop.stores import MemoryStore
 from steerloop.telemetry.events import TELEMETRY_ERROR

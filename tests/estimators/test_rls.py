@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from steerloop.controller.rls import RecursiveLeastSquares
+from steerloop.estimators.rls import RecursiveLeastSquares
 from steerloop.controller.state import RLSState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 

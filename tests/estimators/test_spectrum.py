@@ -1,4 +1,4 @@
-"""Tests of steerloop.controller.spectrum: eigenvalues, rate and regime of a drift matrix."""
+"""Tests of steerloop.estimators.spectrum: eigenvalues, rate and regime of a drift matrix."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from steerloop.controller.spectrum import Regime, SpectrumReport, analyze_spectrum
+from steerloop.estimators.spectrum import Regime, SpectrumReport, analyze_spectrum
 
 ALLOWED = set(get_args(Regime))
 ROTATION = np.array([[-0.1, -1.0], [1.0, -0.1]])

@@ -1,4 +1,4 @@
-"""Tests of steerloop.controller.interference: EW correlation of increments, order helper."""
+"""Tests of steerloop.estimators.interference: EW correlation of increments, order helper."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from steerloop.controller.interference import InterferenceTracker, interference_order
+from steerloop.estimators.interference import InterferenceTracker, interference_order
 from steerloop.controller.state import InterferenceState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 

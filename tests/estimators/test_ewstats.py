@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steerloop.controller.ewstats import (
+from steerloop.estimators.ewstats import (
     SMALL_DIM,
     EWMoments,
     SmallEWMoments,

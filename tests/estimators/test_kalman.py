@@ -1,4 +1,4 @@
-"""Tests of the objective-state Kalman filter (steerloop.controller.kalman).
+"""Tests of the objective-state Kalman filter (steerloop.estimators.kalman).
 
 Numbered as in the brief:
 1. agreement with filterpy's pure ``predict``/``update`` functions;
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from steerloop.controller.kalman import ObjectiveFilter, clean_measurement
+from steerloop.estimators.kalman import ObjectiveFilter, clean_measurement
 from steerloop.controller.state import KalmanState
 from steerloop.errors import NumericalError, ShapeError
 

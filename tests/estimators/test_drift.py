@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from steerloop.controller.drift import DriftModel
+from steerloop.estimators.drift import DriftModel
 from steerloop.controller.state import DriftState, EWMomentsState, RLSState
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 

@@ -1,4 +1,4 @@
-"""Tests of the severity SDE (steerloop.controller.severity).
+"""Tests of the severity SDE (steerloop.estimators.severity).
 
 Every estimate is checked against a closed form, a batch computation or a Monte Carlo run;
 each numeric test puts the figure it achieved in its assertion message.
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy import integrate, stats
 
-from steerloop.controller.severity import (
+from steerloop.estimators.severity import (
     PHASE_Z,
     SIGMA_FLOOR,
     SeverityModel,
