@@ -84,57 +84,102 @@ def _final(x: FloatArray) -> Outcome:
     return Outcome(float(x.min(axis=1).mean()), float(np.prod(x, axis=1).mean()))
 
 
-def run_static(env: Environment, strategy: str, length: int, seed: int) -> Outcome:
-    rng = np.random.default_rng(seed)
-    x = env.reset(SESSIONS, rng)
-    for _ in range(length):
-        x = env.step(x, strategy, rng)
-    return _final(x)
+Chooser = Callable[[int, FloatArray], str]
 
 
-def run_bandit(env: Environment, kind: str, length: int, seed: int) -> Outcome:
-    """UCB1 or Gaussian Thompson sampling per session on the worst score's improvement."""
-    rng = np.random.default_rng(seed)
-    policy_rng = np.random.default_rng(seed + 7)
-    x = env.reset(SESSIONS, rng)
-    k = len(STRATEGIES)
-    sums = np.zeros((SESSIONS, k))
-    squares = np.zeros((SESSIONS, k))
-    counts = np.zeros((SESSIONS, k))
-    previous = env.observe(x, rng).min(axis=1)
-    choice = np.full(SESSIONS, STRATEGIES.index("adaptive_integration"))
-    trails = [[int(c)] for c in choice]
+def _session_rngs(seed: int) -> list[np.random.Generator]:
+    """One generator per session, the same for every scheme (common random numbers: a
+    session meets the same start and the same noise whatever steers it)."""
+    return [np.random.default_rng([seed, index]) for index in range(SESSIONS)]
+
+
+def _drive(env: Environment, choosers: Sequence[Chooser], rngs: Sequence[np.random.Generator], length: int) -> tuple[FloatArray, list[list[str]]]:
+    """Run sessions in lockstep: observe y_t, choose, step; final true states and trails."""
+    states = [env.reset(1, rng) for rng in rngs]
+    trails: list[list[str]] = [[] for _ in choosers]
     for t in range(length):
-        x = env.step(x, [STRATEGIES[i] for i in choice], rng)
-        worst = env.observe(x, rng).min(axis=1)
-        reward = worst - previous
-        previous = worst
-        rows = np.arange(SESSIONS)
-        sums[rows, choice] += reward
-        squares[rows, choice] += reward * reward
-        counts[rows, choice] += 1
-        mean = sums / np.maximum(counts, 1)
-        if kind == "ucb1":
-            bonus = np.sqrt(2.0 * math.log(t + 2) / np.maximum(counts, 1)) * 0.05
-            score = np.where(counts == 0, np.inf, mean + bonus)
-        else:
-            var = squares / np.maximum(counts, 1) - mean * mean
-            sd = np.sqrt(np.maximum(var, 1e-4) / np.maximum(counts, 1))
-            score = np.where(counts == 0, np.inf, mean + sd * policy_rng.standard_normal(mean.shape))
-        choice = np.argmax(score + 1e-9 * policy_rng.random(score.shape), axis=1)
-        for trail, c in zip(trails, choice.tolist(), strict=True):
-            trail.append(c)
-    outcome = _final(x)
+        for i, (choose, rng) in enumerate(zip(choosers, rngs, strict=True)):
+            y = env.observe(states[i], rng)[0]
+            strategy = choose(t, y)
+            trails[i].append(strategy)
+            states[i] = env.step(states[i], strategy, rng)
+    return np.concatenate(states), trails
+
+
+def _outcome(finals: FloatArray, trails: Sequence[Sequence[str]]) -> Outcome:
+    outcome = _final(finals)
     counted = [count_switches(trail) for trail in trails]
     outcome.switches = sum(c[0] for c in counted)
     outcome.reversed = sum(c[1] for c in counted)
     return outcome
 
 
+def run_static(env: Environment, strategy: str, length: int, seed: int) -> Outcome:
+    choosers = [lambda _t, _y, s=strategy: s for _ in range(SESSIONS)]
+    return _outcome(*_drive(env, choosers, _session_rngs(seed), length))
+
+
+class _Bandit:
+    """UCB1 or Gaussian Thompson sampling over strategies on the worst score's improvement."""
+
+    def __init__(self, kind: str, rng: np.random.Generator) -> None:
+        self.kind, self.rng = kind, rng
+        k = len(STRATEGIES)
+        self.sums, self.squares, self.counts = np.zeros(k), np.zeros(k), np.zeros(k)
+        self.arm = STRATEGIES.index("adaptive_integration")
+        self.previous: float | None = None
+
+    def __call__(self, t: int, y: FloatArray) -> str:
+        worst = float(y.min())
+        if self.previous is not None:
+            reward = worst - self.previous
+            self.sums[self.arm] += reward
+            self.squares[self.arm] += reward * reward
+            self.counts[self.arm] += 1
+        self.previous = worst
+        if t == 0:
+            return STRATEGIES[self.arm]
+        n = np.maximum(self.counts, 1)
+        mean = self.sums / n
+        if self.kind == "ucb1":
+            score = mean + 0.05 * np.sqrt(2.0 * math.log(t + 1) / n)
+        else:
+            spread = np.sqrt(np.maximum(self.squares / n - mean * mean, 1e-4) / n)
+            score = mean + spread * self.rng.standard_normal(mean.shape)
+        score = np.where(self.counts == 0, np.inf, score)
+        self.arm = int(np.argmax(score + 1e-9 * self.rng.random(score.shape)))
+        return STRATEGIES[self.arm]
+
+
+def run_bandit(env: Environment, kind: str, length: int, seed: int) -> Outcome:
+    """A model-free bandit per session (:class:`_Bandit`)."""
+    choosers = [_Bandit(kind, np.random.default_rng([seed, 7, i])) for i in range(SESSIONS)]
+    return _outcome(*_drive(env, choosers, _session_rngs(seed), length))
+
+
+#: Overrides of the predictive preset for tuning runs (``--set path=value``), e.g.
+#: ``{"switching.min_dwell": 2}``; empty for reported runs.
+OVERRIDES: dict[str, Any] = {}
+
+
+def _override(policy: Policy, overrides: dict[str, Any]) -> Policy:
+    data = policy.model_dump(by_alias=True)
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
+    return Policy.model_validate(data)
+
+
 def _policy(name: str) -> Policy:
     if name == "paper":
         return load_preset("paper")
-    policy = load_preset("predictive")
+    policy = _override(load_preset("predictive"), OVERRIDES)
     if name == "predictive-solo":
         fleet = policy.fleet.model_copy(update={"pool": False})
         policy = policy.model_copy(update={"fleet": fleet})
@@ -154,33 +199,28 @@ def _told(name: str, length: int) -> int | None:
 
 def run_steered(env: Environment, name: str, length: int, seed: int) -> Outcome:
     """A preset steering SESSIONS sessions in WAVES waves (one controller: one pool)."""
-    rng = np.random.default_rng(seed)
-    controller = Controller(_policy(name))
+    controller = Controller(_policy(name), events=False)
     told = _told(name, length)
-    finals: list[FloatArray] = []
-    switches = reverses = 0
+    rngs = _session_rngs(seed)
     per_wave = SESSIONS // WAVES
+    finals: list[FloatArray] = []
+    trails: list[list[str]] = []
     for wave in range(WAVES):
-        sessions = [controller.session(f"w{wave}-{i}") for i in range(per_wave)]
-        x = env.reset(per_wave, rng)
-        chosen = [s.strategy for s in sessions]
-        trails: list[list[str]] = [[c] for c in chosen]
-        for t in range(length):
-            y = env.observe(x, rng)
-            left = None if told is None else max(0, told - t - 1)
-            for i, session in enumerate(sessions):
-                scores = dict(zip(OBJECTIVES, y[i].tolist(), strict=True))
-                chosen[i] = session.update(scores, steps_left=left).strategy
-                trails[i].append(chosen[i])
-            x = env.step(x, chosen, rng)
-        finals.append(x)
-        for trail in trails:
-            made, undone = count_switches(trail)
-            switches += made
-            reverses += undone
-    outcome = _final(np.concatenate(finals))
-    outcome.switches, outcome.reversed = switches, reverses
-    return outcome
+        choosers = []
+        for i in range(per_wave):
+            session = controller.session(f"w{wave}-{i}")
+
+            def choose(t: int, y: FloatArray, session: Any = session) -> str:
+                left = None if told is None else max(0, told - t - 1)
+                scores = dict(zip(OBJECTIVES, y.tolist(), strict=True))
+                return str(session.update(scores, steps_left=left).strategy)
+
+            choosers.append(choose)
+        wave_rngs = rngs[wave * per_wave : (wave + 1) * per_wave]
+        states, wave_trails = _drive(env, choosers, wave_rngs, length)
+        finals.append(states)
+        trails.extend(wave_trails)
+    return _outcome(np.concatenate(finals), trails)
 
 
 def count_switches(trail: Sequence[object], window: int = 3) -> tuple[int, int]:
@@ -196,9 +236,14 @@ def count_switches(trail: Sequence[object], window: int = 3) -> tuple[int, int]:
     return switches, undone
 
 
-def evaluate(task: tuple[str, int, int]) -> EnvironmentResult:
+Task = tuple[str, int, int, dict[str, Any], tuple[str, ...]]
+
+
+def evaluate(task: Task) -> EnvironmentResult:
     """Every scheme on one environment (``"paper"`` or a seed) at one length."""
-    label, seed, length = task
+    label, seed, length, overrides, steered = task
+    OVERRIDES.clear()
+    OVERRIDES.update(overrides)
     if label == "paper":
         env, kind = paper_environment(), "paper"
     else:
@@ -209,7 +254,7 @@ def evaluate(task: tuple[str, int, int]) -> EnvironmentResult:
         result.outcomes[strategy] = run_static(env, strategy, length, base)
     result.outcomes["ucb1"] = run_bandit(env, "ucb1", length, base)
     result.outcomes["thompson"] = run_bandit(env, "thompson", length, base)
-    for name in STEERED:
+    for name in steered:
         result.outcomes[name] = run_steered(env, name, length, base)
     return result
 
@@ -217,7 +262,8 @@ def evaluate(task: tuple[str, int, int]) -> EnvironmentResult:
 def summarise(results: Sequence[EnvironmentResult]) -> dict[str, dict[str, float]]:
     """Per scheme: share within 5 % of the best static, share strictly above, median ratio,
     share above the better bandit, reversed-switch share; plus the paper environment's ratio."""
-    schemes = [*STRATEGIES, "ucb1", "thompson", *STEERED]
+    steered = [name for name in STEERED if all(name in r.outcomes for r in results)]
+    schemes = [*STRATEGIES, "ucb1", "thompson", *steered]
     table: dict[str, dict[str, float]] = {}
     random_results = [r for r in results if r.kind != "paper"]
     for scheme in schemes:
@@ -262,9 +308,19 @@ def render(table: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
-def run(seeds: Sequence[int], lengths: Sequence[int], *, processes: int = 2, progress: Callable[[str], None] | None = None) -> dict[int, list[EnvironmentResult]]:
-    tasks = [(str(seed), seed, length) for length in lengths for seed in seeds]
-    tasks += [("paper", 0, length) for length in lengths]
+def run(
+    seeds: Sequence[int],
+    lengths: Sequence[int],
+    *,
+    schemes: Sequence[str] | None = None,
+    processes: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, list[EnvironmentResult]]:
+    chosen = tuple(schemes or STEERED)
+    tasks: list[Task] = [
+        (str(seed), seed, length, dict(OVERRIDES), chosen) for length in lengths for seed in seeds
+    ]
+    tasks += [("paper", 0, length, dict(OVERRIDES), chosen) for length in lengths]
     results: dict[int, list[EnvironmentResult]] = {length: [] for length in lengths}
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         for done, result in enumerate(pool.imap_unordered(evaluate, tasks), start=1):
@@ -280,13 +336,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tuning", action="store_true", help="the tuning environments instead")
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--json", help="also write every outcome to this file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PATH=VALUE",
+        help="tuning: override a field of the predictive preset (YAML value), e.g. switching.min_dwell=2",
+    )
+    parser.add_argument("--schemes", nargs="+", help="only these steered schemes")
     args = parser.parse_args(argv)
+    import yaml
+
+    for item in args.set:
+        path, _, text = item.partition("=")
+        OVERRIDES[path] = yaml.safe_load(text)
+
     seeds = TUNING_SEEDS if args.tuning else REPORTED_SEEDS
     lengths = args.lengths
     if args.quick:
         seeds, lengths = seeds[:8], lengths[:1]
     started = time.perf_counter()
-    results = run(seeds, lengths, progress=lambda m: print(m, file=sys.stderr, end="\r"))
+    results = run(
+        seeds,
+        lengths,
+        schemes=args.schemes,
+        progress=lambda m: print(m, file=sys.stderr, end="\r"),
+    )
     print(file=sys.stderr)
     document: dict[str, Any] = {}
     for length in lengths:

@@ -49,6 +49,7 @@ class StepPlanning:
         step: int,
         steps_left: int | None,
         seed: int,
+        min_phase: int = 1,
     ) -> None:
         self._models = models
         self._prior = prior
@@ -56,6 +57,7 @@ class StepPlanning:
         self._step = step
         self._steps_left = steps_left
         self._seed = seed
+        self._min_phase = min_phase
         self._mean = models.kalman.mean
         self._covariance = models.kalman.covariance
         self._known: dict[str, StrategyModel | None] | None = None
@@ -142,6 +144,7 @@ class StepPlanning:
             utility=action.utility,
             weights=weights,
             two_phase=self._two_phase(action.schedules) and not draw,
+            min_phase=self._min_phase,
         )
         extra = [current] if current is not None else []
         return plan(self._mean, self._covariance, known, settings, extra=extra)

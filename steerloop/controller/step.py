@@ -113,6 +113,7 @@ class SessionCore:
                 step=self.step_count,
                 steps_left=steps_left,
                 seed=self.seed,
+                min_phase=max(1, policy.switching.min_dwell),
             )
         tracker = self.models.interference
         interference = tracker.matrix() if tracker.ready() else None

@@ -164,6 +164,9 @@ class PlanSettings:
         Also consider two-phase schedules.
     splits : tuple of float
         Switch points of two-phase schedules, as fractions of the mean horizon.
+    min_phase : int
+        Shortest first phase of a two-phase schedule (the policy's dwell: a switch sooner
+        than that could not be made).
     """
 
     horizons: tuple[tuple[int, float], ...]
@@ -171,6 +174,7 @@ class PlanSettings:
     weights: FloatArray | None = None
     two_phase: bool = True
     splits: tuple[float, ...] = (0.2, 0.4, 0.6)
+    min_phase: int = 1
 
 
 def default_horizons() -> tuple[tuple[int, float], ...]:
@@ -267,7 +271,9 @@ def _candidates(names: Sequence[str], settings: PlanSettings) -> list[Schedule]:
     if not settings.two_phase or len(names) < 2:
         return holds
     mean_horizon = sum(steps * weight for steps, weight in settings.horizons)
-    splits = sorted({max(1, round(f * mean_horizon)) for f in settings.splits})
+    splits = sorted(
+        {max(settings.min_phase, 1, round(f * mean_horizon)) for f in settings.splits}
+    )
     return holds + [
         Schedule(first, k, second)
         for first in names
