@@ -11,19 +11,25 @@ from steerloop.scoring.sandbox import Sandbox, SandboxLimits
 
 
 def uid_processes(uid: int | None) -> list[int]:
-    """Host pids of live processes running as ``uid`` (the sandbox's throwaway uid)."""
+    """Host pids of live processes whose real uid is ``uid`` (a sandbox's throwaway uid).
+
+    Read from ``/proc/<pid>/status``: ``/proc/<pid>`` itself is owned by root for a process
+    that is not dumpable (the sandbox's checker), whatever its uid.
+    """
     if uid is None:
         return []
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid != uid:
-                    continue
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
+                status = dict(
+                    line.split(":", 1) for line in (entry / "status").read_text().splitlines()
+                )
+            except (OSError, ValueError):
                 continue
-            if state not in ("Z", "X"):  # zombies are dead, waiting for init to reap them
+            uids, state = status.get("Uid", "").split(), status.get("State", "").split()
+            # Zombies are dead, waiting for init to reap them.
+            if uids and int(uids[0]) == uid and state and state[0] not in ("Z", "X"):
                 found.append(int(entry.name))
     return found
 

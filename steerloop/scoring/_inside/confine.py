@@ -9,6 +9,9 @@ data set shipped in a package), only:
   them) and of the interpreter's prefix (plus the virtual environment with
   ``site_packages=True``), at their host paths;
 * from ``/etc`` only the dynamic loader's cache and configuration and ``localtime``;
+* without ``site_packages=True``, an empty read-only tmpfs over the interpreter's and the
+  system Python's ``site-packages``/``dist-packages`` (installed packages and the data they
+  ship, such as a benchmark's test set, are not there to read);
 * ``/dev/null``, ``zero``, ``full``, ``random``, ``urandom``, the ``/dev/fd`` links, the
   namespace's own ``/proc``;
 * fresh size-limited tmpfs on ``/tmp`` (holding the working directory ``/tmp/work``),
@@ -122,6 +125,18 @@ def prefixes(site: bool, executable: str) -> list[str]:
     return sorted(p for p in found if not (p + os.sep).startswith(system))
 
 
+def _site_directories() -> list[str]:
+    """Where third-party packages of this interpreter and of the system's Python live."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    found = []
+    for prefix in {os.path.realpath(sys.base_prefix), "/usr", "/usr/local"}:
+        for lib in ("lib", "lib64"):
+            found.append(os.path.join(prefix, lib, version, "site-packages"))
+            found.append(os.path.join(prefix, lib, version, "dist-packages"))
+            found.append(os.path.join(prefix, lib, f"python{sys.version_info[0]}", "dist-packages"))
+    return sorted(set(found))
+
+
 def _populate_system(lib: Any, root: str, strict: bool) -> None:
     for name in _SYSTEM:
         host = "/" + name
@@ -179,6 +194,10 @@ def build_root(lib: Any, config: dict[str, Any]) -> None:
         os.makedirs(target, 0o755, exist_ok=True)
         _bind_read_only(lib, f"/proc/self/fd/{handle}", target, strict=strict)
         os.close(handle)
+    if not config.get("site"):
+        for folder in _site_directories():
+            if os.path.isdir(ROOT + folder):
+                _mount(lib, "tmpfs", ROOT + folder, "tmpfs", MS_RDONLY | MS_NOSUID, "size=4k")
     os.chroot(ROOT)
     os.chdir("/")
     os.mkdir(WORK, 0o700)
