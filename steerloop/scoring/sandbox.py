@@ -7,13 +7,14 @@ Who holds what (test mode)
 --------------------------
 Two sandboxed processes take part (code in :mod:`steerloop.scoring._inside`):
 
-* the **candidate process** holds the candidate program and nothing else: it is a fresh
-  interpreter (``execve`` after ``fork``, so none of the supervisor's memory survives into
-  it) that receives its program and the names the tests use, and then answers calls. It
-  sends only plain data through a pipe: for each call, the return value (``None``, bools,
-  numbers, strings, bytes and lists, tuples, dicts and sets of them, at most
-  ``reply_bytes`` per reply) or an exception type name. Objects that are not plain stay in
-  its process and travel as opaque references;
+* the **candidate process** holds the candidate program and nothing else: the supervisor
+  forks it after reading the configuration and *before* reading the job, so its memory
+  never held the tests, the expected values or the nonce (the unread job waits on a
+  descriptor it drops first). It confines itself, receives its program and the names the
+  tests use, and then answers calls. It sends only plain data through a pipe: for each
+  call, the return value (``None``, bools, numbers, strings, bytes and lists, tuples, dicts
+  and sets of them, at most ``reply_bytes`` per reply) or an exception type name. Objects
+  that are not plain stay in its process and travel as opaque references;
 * the **checker** (the supervisor, once it has started the candidate) runs the task's test
   code, calls the candidate through the pipe, computes every comparison on the decoded
   values and writes the verdict record, tagged with a per-run nonce, to a descriptor only
