@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def sandbox() -> Sandbox:
 def live_processes() -> Callable[[int | None], list[int]]:
     """:func:`uid_processes`, as a fixture (the test directories are not packages)."""
     return uid_processes
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A non-blocking TCP listener on a free loopback port (to detect network escapes)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()

@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -245,16 +244,6 @@ EXPECTED_STATUS: dict[str, tuple[str, str | None]] = {
 CORPUS_TESTS: dict[str, tuple[str, ...]] = {
     "shadow_builtins": ("assert abs(solve() - 42) < 1e-9", "assert len([]) == 42"),
 }
-
-
-@pytest.fixture
-def listener() -> Any:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize("name", CORPUS_NAMES)

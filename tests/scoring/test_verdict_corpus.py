@@ -18,7 +18,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -303,16 +303,6 @@ def test_the_corpus_has_the_four_forging_attacks_and_nineteen_others() -> None:
 def scorer() -> FunctionalityScorer:
     limits = SandboxLimits(timeout=TIMEOUT, cpu_seconds=4, memory_bytes=256 * 2**20)
     return FunctionalityScorer(sandbox=Sandbox(limits))
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
 
 
 def test_the_honest_baseline(scorer: FunctionalityScorer) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 
 from . import wire
 
@@ -106,10 +107,18 @@ class Link:
         return Remote(self, number)
 
     def _ending(self) -> str:
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            return "ended"
+        """How the candidate process ended (it may only have closed its reply pipe)."""
+        status = 0
+        for _ in range(50):
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return "ended"
+            if pid:
+                break
+            time.sleep(0.001)
+        else:
+            return "closed its reply pipe"
         if os.WIFSIGNALED(status):
             return f"killed by signal {os.WTERMSIG(status)}"
         return f"exited with status {os.waitstatus_to_exitcode(status)}"
