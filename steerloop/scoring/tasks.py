@@ -2,29 +2,31 @@
 
 A :class:`CodeTask` is either HumanEval-shaped (``prompt``, ``entry_point`` and a ``check``
 test that defines ``check(candidate)``) or a plain list of ``assert`` statements. Both turn
-into a :class:`~steerloop.scoring.sandbox.SandboxJob`:
+into a :class:`~steerloop.scoring.sandbox.SandboxJob`, whose test code runs in the
+sandbox's checker process and reaches the response's code only through calls (see
+:mod:`steerloop.scoring.sandbox`):
 
 * **HumanEval**: the statements of ``check``'s body become the test units (a statement that
   contains an ``assert`` is one test; other statements are setup steps); the module level of
-  the test code runs first. ``candidate`` is bound to the response's ``entry_point``. The
-  trusted ``prompt`` runs again in the test namespace, so helpers the tests use (``poly``,
-  ``encode_cyclic``, ...) are the task's, never the response's. Constant asserts
-  (``assert True``) are dropped.
-* **Assert list**: every string is one test; the names it uses are bound from the
-  candidate's module.
-
-Every comparison and ``assert`` in test code is rewritten to call the harness's plain-value
-checks (see :mod:`steerloop.scoring._harness`), so a returned object whose ``__eq__``
-always answers ``True`` fails the test.
+  the test code runs first. ``candidate`` (and the entry point's own name) is bound to the
+  response's ``entry_point``. The trusted ``prompt`` runs in the checker, so helpers the
+  tests use (``poly``, ``encode_cyclic``, ...) are the task's, never the response's.
+  Constant asserts (``assert True``) are dropped.
+* **Assert list**: every string is one test. Standard-library modules the tests use
+  (``math``, ...) are imported in the checker, never taken from the response. With an
+  ``entry_point`` and a prompt that parses, the prompt runs in the checker too and only the
+  entry point and names the prompt does not define come from the response; otherwise every
+  other name the tests use comes from the response's module.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from steerloop.errors import ScorerError
 from steerloop.scoring.sandbox import SandboxJob
@@ -32,6 +34,7 @@ from steerloop.scoring.sandbox import SandboxJob
 __all__ = ["CodeTask", "assemble_program", "build_job"]
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_STDLIB_MODULES = frozenset(sys.stdlib_module_names)
 
 
 @dataclass(frozen=True)
@@ -187,49 +190,8 @@ def assemble_program(code: str, task: CodeTask | None) -> str:
     return program
 
 
-class _Rewriter(ast.NodeTransformer):
-    """Route comparisons and assert conditions through the harness's plain-value checks."""
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        if any(_has_scoped_expr(c) for c in node.comparators):
-            return node
-        thunks: list[ast.expr] = [
-            ast.Lambda(
-                args=ast.arguments(
-                    posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]
-                ),
-                body=comparator,
-            )
-            for comparator in node.comparators
-        ]
-        ops = ast.Tuple(elts=[ast.Constant(type(op).__name__) for op in node.ops], ctx=ast.Load())
-        call = ast.Call(
-            func=ast.Name("__sl_compare__", ast.Load()),
-            args=[node.left, ops, *thunks],
-            keywords=[],
-        )
-        return ast.copy_location(call, node)
-
-    def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        self.generic_visit(node)
-        node.test = ast.copy_location(
-            ast.Call(func=ast.Name("__sl_truth__", ast.Load()), args=[node.test], keywords=[]),
-            node.test,
-        )
-        return node
-
-
-def _has_scoped_expr(node: ast.AST) -> bool:
-    return any(
-        isinstance(n, ast.NamedExpr | ast.Yield | ast.YieldFrom | ast.Await) for n in ast.walk(node)
-    )
-
-
-def _rewrite(statements: Sequence[ast.stmt], *, strict: bool) -> str:
+def _unparse(statements: Sequence[ast.stmt]) -> str:
     module = ast.Module(body=list(statements), type_ignores=[])
-    if strict:
-        module = _Rewriter().visit(module)
     ast.fix_missing_locations(module)
     return ast.unparse(module)
 
@@ -246,6 +208,43 @@ def _loaded_names(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
+def _top_level_names(source: str) -> set[str] | None:
+    """Names a module's top level binds, or ``None`` when it does not parse on its own."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        else:
+            names.update(
+                n.id
+                for n in ast.walk(node)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            )
+    return names
+
+
+def _assert_bindings(task: CodeTask, names: set[str]) -> tuple[str, dict[str, str]]:
+    """The checker's prelude and the names bound from the response, for an assert task."""
+    defined = _top_level_names(task.prompt) if task.prompt and task.entry_point else None
+    prelude = task.prompt if defined is not None else ""
+    defined = defined or set()
+    wanted = names - _BUILTIN_NAMES - defined
+    modules = sorted(wanted & _STDLIB_MODULES)
+    if modules:
+        prelude = "".join(f"import {name}\n" for name in modules) + prelude
+    bound = sorted(wanted - _STDLIB_MODULES)
+    bind = {name: name for name in bound}
+    if task.entry_point and defined:
+        bind[task.entry_point] = task.entry_point
+    return prelude, bind
+
+
 def build_job(
     program: str,
     task: CodeTask,
@@ -257,18 +256,24 @@ def build_job(
 ) -> SandboxJob:
     """Turn a program and a task into a :class:`SandboxJob`.
 
-    ``mode="test"`` rewrites the test code for the plain-value checks and guards the bound
-    functions; ``mode="time"`` runs the test code as written (the same code for candidate and
-    reference, so the comparison is fair and the overhead does not dilute it).
+    ``mode="test"`` counts passing tests; ``mode="time"`` times them against ``reference``
+    (the same test code for candidate and reference, so the comparison is fair).
 
     Raises
     ------
     ScorerError
         Reason ``"invalid_input"`` when the task has no tests or its test code does not parse.
+
+    Examples
+    --------
+    >>> job = build_job("def add(a, b):\\n    return a + b\\n",
+    ...                 CodeTask(tests=("assert math.isclose(add(1, 2), 3)",)))
+    >>> job.prelude, dict(job.bind)
+    ('import math\\n', {'add': 'add'})
     """
-    strict = mode == "test"
+    job_mode: Literal["test", "time"] = "time" if mode == "time" else "test"
     if task.check is not None:
-        return _humaneval_job(program, task, mode, strict, reference, rounds, target_seconds)
+        return _humaneval_job(program, task, job_mode, reference, rounds, target_seconds)
     if not task.tests:
         raise ScorerError(
             "task",
@@ -286,15 +291,14 @@ def build_job(
                 "task", "invalid_input", f"test {index} does not parse (line {exc.lineno})"
             ) from None
         names |= _loaded_names(tree)
-        units.append((_rewrite(tree.body, strict=strict), True))
-    bind = {name: name for name in sorted(names - _BUILTIN_NAMES)}
+        units.append((source, True))
+    prelude, bind = _assert_bindings(task, names)
     return SandboxJob(
         candidate=program,
         units=tuple(units),
-        mode="time" if mode == "time" else "test",
-        prelude="",
+        mode=job_mode,
+        prelude=prelude,
         bind=bind,
-        guard=strict,
         reference=reference,
         rounds=rounds,
         target_seconds=target_seconds,
@@ -304,8 +308,7 @@ def build_job(
 def _humaneval_job(
     program: str,
     task: CodeTask,
-    mode: str,
-    strict: bool,
+    mode: Literal["test", "time"],
     reference: str | None,
     rounds: int,
     target_seconds: float,
@@ -335,7 +338,7 @@ def _humaneval_job(
     bind = {task.entry_point: task.entry_point}
     if check is None:
         # Arbitrary test code: one unit, passing when it runs without error.
-        units.append((_rewrite(tree.body, strict=strict), True))
+        units.append((_unparse(tree.body), True))
         setup = []
     else:
         parameter = check.args.args[0].arg if check.args.args else "candidate"
@@ -344,17 +347,16 @@ def _humaneval_job(
         for statement in check.body:
             if _constant_assert(statement):
                 continue
-            units.append((_rewrite([statement], strict=strict), _contains_assert(statement)))
+            units.append((_unparse([statement]), _contains_assert(statement)))
     if not any(counts for _, counts in units):
         raise ScorerError("task", "invalid_input", "the task's check() contains no assert")
     return SandboxJob(
         candidate=program,
         units=tuple(units),
-        mode="time" if mode == "time" else "test",
+        mode=mode,
         prelude=task.prompt,
-        setup=_rewrite(setup, strict=strict) if setup else "",
+        setup=_unparse(setup) if setup else "",
         bind=bind,
-        guard=strict,
         reference=reference,
         rounds=rounds,
         target_seconds=target_seconds,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,19 +12,25 @@ from steerloop.scoring.sandbox import Sandbox, SandboxLimits
 
 
 def uid_processes(uid: int | None) -> list[int]:
-    """Host pids of live processes running as ``uid`` (the sandbox's throwaway uid)."""
+    """Host pids of live processes whose real uid is ``uid`` (a sandbox's throwaway uid).
+
+    Read from ``/proc/<pid>/status``: ``/proc/<pid>`` itself is owned by root for a process
+    that is not dumpable (the sandbox's checker), whatever its uid.
+    """
     if uid is None:
         return []
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid != uid:
-                    continue
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
+                status = dict(
+                    line.split(":", 1) for line in (entry / "status").read_text().splitlines()
+                )
+            except (OSError, ValueError):
                 continue
-            if state not in ("Z", "X"):  # zombies are dead, waiting for init to reap them
+            uids, state = status.get("Uid", "").split(), status.get("State", "").split()
+            # Zombies are dead, waiting for init to reap them.
+            if uids and int(uids[0]) == uid and state and state[0] not in ("Z", "X"):
                 found.append(int(entry.name))
     return found
 
@@ -38,3 +45,14 @@ def sandbox() -> Sandbox:
 def live_processes() -> Callable[[int | None], list[int]]:
     """:func:`uid_processes`, as a fixture (the test directories are not packages)."""
     return uid_processes
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A non-blocking TCP listener on a free loopback port (to detect network escapes)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()

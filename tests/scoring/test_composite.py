@@ -105,13 +105,14 @@ def test_hang_times_out_thread_is_abandoned_and_scorer_reports_busy(
         release.wait(30)
         return {"efficiency": 0.5}
 
-    composite = composite_with(hang, timeout={"bad": 0.2, "good": 5})
+    composite = composite_with(hang, timeout={"bad": 0.2, "good": 5}, max_abandoned=1)
     started = time.monotonic()
     first = composite.score("r1")
     assert time.monotonic() - started < 2.0
     assert first.scores == {"security": 0.9}
     assert reasons(first) == [("bad", "timeout", ("efficiency",))]
-    assert composite.abandoned_threads == 1
+    assert composite.abandoned_calls == composite.abandoned_threads == 1
+    assert composite.running_calls == 0  # the hung call gave its slot back at its timeout
     # The loop keeps going: the next call works and does not pile up another hung thread.
     second = composite.score("r2")
     assert second.scores == {"security": 0.9}
@@ -231,6 +232,10 @@ def test_configuration_errors() -> None:
         CompositeScorer([scorer], objectives=OBJECTIVES, timeout=0)
     with pytest.raises(ScorerError, match="unique"):
         CompositeScorer([scorer], objectives=["a", "a"])
+    with pytest.raises(ScorerError, match="concurrency"):
+        CompositeScorer([scorer], objectives=OBJECTIVES, concurrency={"same": 0})
+    with pytest.raises(ScorerError, match="max_abandoned"):
+        CompositeScorer([scorer], objectives=OBJECTIVES, max_abandoned=0)
 
 
 def test_protocol_is_runtime_checkable() -> None:
@@ -363,7 +368,7 @@ async def test_async_faults_give_missing_and_are_counted(scorer: NativeAsync, re
 async def test_async_path_runs_sync_scorers_in_threads_with_timeout(
     release: threading.Event,
 ) -> None:
-    composite = composite_with(lambda r: release.wait(30), timeout={"bad": 0.2})
+    composite = composite_with(lambda r: release.wait(30), timeout={"bad": 0.2}, max_abandoned=1)
     started = time.monotonic()
     result = await composite.ascore("r")
     assert time.monotonic() - started < 2.0

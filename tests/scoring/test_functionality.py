@@ -74,7 +74,13 @@ def test_always_equal_and_truthy_objects_fail_assert_tests(scorer: Functionality
         "def add(a, b):\n    return Yes(0)\n"
     )
     tests = [*TESTS, "assert add(0, 0)", "assert [add(1, 1)] == [2]", "assert add(1, 1) in {2}"]
-    assert scorer.score(cheat, {"tests": tests}) == {"functionality": 0.0}
+    # Yes(0) reaches the tests as the plain int 0: it passes exactly what `return 0` passes
+    # (add(-1, 1) == 0), its __eq__ and __bool__ never run in the checker.
+    honest_zero = scorer.score("def add(a, b):\n    return 0\n", {"tests": tests})
+    assert honest_zero == {"functionality": pytest.approx(1 / 6)}
+    assert scorer.score(cheat, {"tests": tests}) == honest_zero
+    opaque = cheat.replace("class Yes(int):", "class Yes:").replace("Yes(0)", "Yes()")
+    assert scorer.score(opaque, {"tests": tests}) == {"functionality": 0.0}
 
 
 def test_arithmetic_hook_cheat_fails(scorer: FunctionalityScorer) -> None:

@@ -16,7 +16,7 @@ from steerloop.scoring.code import FunctionalityScorer  # noqa: E402
 from steerloop.scoring.sandbox import Sandbox, SandboxLimits  # noqa: E402
 
 WORKERS = 2  # the machine and CI have two cores shared with other jobs
-RUN_BUDGET_SECONDS = 180.0  # generous bound; measured ~8 s with two workers
+RUN_BUDGET_SECONDS = 180.0  # generous bound; measured 3-10 s with two workers (README)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -72,7 +71,7 @@ def test_code_runs_as_fresh_uid_without_network_and_in_private_pid_namespace(
     )
     tests = (
         "assert probe()[0] >= 1_000_000_000",
-        "assert probe()[1] == 1",
+        "assert probe()[1] <= 3",  # a fresh PID namespace: supervisor 1, candidate 2
         "assert probe()[2] is False",
         "assert probe()[3]",
         "assert probe()[4] == '/tmp/work'",
@@ -247,16 +246,6 @@ CORPUS_TESTS: dict[str, tuple[str, ...]] = {
 }
 
 
-@pytest.fixture
-def listener() -> Any:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
-
-
 @pytest.mark.parametrize("name", CORPUS_NAMES)
 def test_hostile_snippet_is_contained_and_never_passes(
     name: str,
@@ -286,7 +275,9 @@ def test_hostile_snippet_is_contained_and_never_passes(
     if name == "exit_before_tests":
         assert result.returncode == 0
     if name == "fake_verdict":
-        assert "tampered" in result.detail or "no verdict" in result.detail
+        # The fake record went to the candidate's own descriptors; the verdict file is not
+        # among them, and its process ended before answering: a crash, never a pass.
+        assert "candidate process ended" in result.detail
     # Bounded time: the wall-clock timeout (2 s) plus teardown.
     assert elapsed < sandbox.limits.timeout + 3.0, (name, elapsed)
     # Bounded output: RLIMIT_FSIZE caps the output file.
@@ -395,7 +386,7 @@ def test_fallback_refuses_an_interpreter_the_sandbox_uid_cannot_read() -> None:
 
 
 def test_namespaces_required_but_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from steerloop.scoring import sandbox as module
+    from steerloop.scoring import _isolation as module
 
     monkeypatch.setattr(module, "_probe", lambda user_namespace: None)
     with pytest.raises(ScorerError) as info:
@@ -480,7 +471,7 @@ probe = (
     "        net = False\\n"
     "    return (os.getpid(), net, os.getcwd())\\n"
 )
-tests = ("assert probe()[0] == 1", "assert probe()[1] is False", "assert probe()[2] == '/tmp/work'")
+tests = ("assert probe()[0] <= 3", "assert probe()[1] is False", "assert probe()[2] == '/tmp/work'")
 result = sandbox.run(build_job(probe, CodeTask(tests=tests)))
 assert (result.status, result.passed) == ("ok", 3), result
 started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import subprocess
@@ -14,6 +15,12 @@ import pytest
 MODULES = [
     "steerloop.scoring",
     "steerloop.scoring.base",
+    "steerloop.scoring.protocol",
+    "steerloop.scoring.callables",
+    "steerloop.scoring.composite",
+    "steerloop.scoring.security",
+    "steerloop.scoring.functionality",
+    "steerloop.scoring.efficiency",
     "steerloop.scoring.text",
     "steerloop.scoring.sandbox",
     "steerloop.scoring.tasks",
@@ -53,3 +60,32 @@ def test_example_runs_quickly() -> None:
     assert result.returncode == 0, result.stderr
     assert "security" in result.stdout and "functionality" in result.stdout
     assert time.monotonic() - started < 10.0
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "steerloop" / "scoring"
+ALL_MODULES = sorted(
+    "steerloop.scoring." + ".".join(path.relative_to(PACKAGE_DIR).with_suffix("").parts)
+    for path in PACKAGE_DIR.rglob("*.py")
+    if path.name != "__init__.py"
+)
+
+
+@pytest.mark.parametrize("module_name", ALL_MODULES)
+def test_every_module_s_examples_run_private_ones_too(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """Issue 15: modules <= 600 lines, functions <= 80 lines."""
+    too_long = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 600:
+            too_long.append(f"{path.name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{path.name}:{node.name}: {length} lines")
+    assert too_long == []

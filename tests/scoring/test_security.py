@@ -193,9 +193,9 @@ def test_objective_can_be_renamed() -> None:
 def test_missing_bandit_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from steerloop.scoring import code as code_module
+    from steerloop.scoring import security as security_module
 
-    monkeypatch.setattr(code_module, "_bandit_modules", {})
+    monkeypatch.setattr(security_module, "_bandit_modules", {})
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
