@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -10,10 +9,10 @@ from typing import Any, cast
 from steerloop.errors import ScorerError
 from steerloop.scoring.callables import is_real
 from steerloop.scoring.protocol import FailureReason, Scorer, ScorerFailure
+from steerloop.scoring.validation import check_score
 
 # Reasons a scorer may report itself through ScorerError.reason.
 _SELF_REPORTED: frozenset[str] = frozenset({"invalid_input", "malformed", "unavailable", "timeout"})
-_RANGE_TOLERANCE = 1e-9
 _REASON_TEXT: dict[FailureReason, str] = {
     "non_numeric": "value is not a real number",
     "non_finite": "value is NaN or infinite",
@@ -62,11 +61,11 @@ def check(
         if key not in objectives:
             unknown.append(str(key)[:64])
             continue
-        reason = _invalid_reason(value)
-        if reason is None:
-            values[key] = min(1.0, max(0.0, float(value)))
+        score, reason = check_score(value)  # the one rule (steerloop.scoring.validation)
+        if score is not None:
+            values[key] = score
         else:
-            bad.setdefault(reason, []).append(key)
+            bad.setdefault(reason or "non_numeric", []).append(key)
     failures = [
         ScorerFailure(name, reason, tuple(keys), _REASON_TEXT[reason])
         for reason, keys in bad.items()
@@ -87,20 +86,6 @@ def check(
             ScorerFailure(name, "missing", absent, "declared objectives without a value")
         )
     return values, failures
-
-
-def _invalid_reason(value: object) -> FailureReason | None:
-    if not is_real(value):
-        return "non_numeric"
-    try:
-        number = float(cast(float, value))
-    except (TypeError, ValueError, OverflowError):
-        return "non_numeric"
-    if not math.isfinite(number):
-        return "non_finite"
-    if number < -_RANGE_TOLERANCE or number > 1.0 + _RANGE_TOLERANCE:
-        return "out_of_range"
-    return None
 
 
 def _failure_from_error(
