@@ -1,7 +1,7 @@
 """The floor: one controller step's math written as one lean numpy function.
 
 :func:`floor_step` does the numerical work of one :meth:`steerloop.Session.update`
-(DESIGN.md "One step, as data flows") with nothing around it: no input validation, no
+(docs/architecture.md "One step, as data flows") with nothing around it: no input validation, no
 missing-value handling, no stabilisation guards, no diagnostics mapping, no rule engine, no
 decision object, no telemetry. It is what the step would cost if the controller were a single
 hand-written numpy function, so ``Session.update / floor_step`` measures the price of

@@ -9,7 +9,7 @@ with consecutive step numbers and all scores present form a transition, attribut
 strategy of row t + 1 (the strategy whose prompt produced the new response). Gaps and
 missing scores break the chain (counted in ``skipped_transitions``).
 
-**Drift (paper 1, eq. 1–2; DESIGN.md "RLS drift").** Per strategy π, with regressors
+**Drift (paper 1, eq. 1–2; docs/architecture.md "RLS drift").** Per strategy π, with regressors
 φ_t = [y_t; 1] and targets z_t = (y_{t+1} − y_t)/Δt, ordinary least squares
 
     Θ̂ = argmin Σ_t ‖z_t − Θᵀφ_t‖²,   Θ = [Aᵀ; bᵀ],                                  (1)

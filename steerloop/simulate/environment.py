@@ -18,7 +18,7 @@ strategy whose equilibrium lies outside the box (feature-focused drives security
 must *stay* at the face, as the paper observed security pinned at 0.0; mirror reflection of
 an Euler step against a drift into the wall bounces the state back into the interior.
 
-Scores are the state seen through the scorers' noise (measurement model of DESIGN.md,
+Scores are the state seen through the scorers' noise (measurement model of docs/architecture.md,
 "Kalman filter"), clipped to the score range:
 
     y_t = clip(x_t + v_t, 0, 1),   v_t ~ N(0, diag(r²)),                           (3)

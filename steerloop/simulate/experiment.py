@@ -33,7 +33,7 @@ are its noisy measurement):
     the rule that made them.
 ``severity_alarm_steps``
     steps per session with severity s_t = 1 − min_i x_{t,i} ≥ ``severity_threshold`` (the
-    default severity of DESIGN.md, evaluated on the true state so static and steered
+    default severity of docs/architecture.md, evaluated on the true state so static and steered
     policies are measured alike); ``severity_rule_decisions`` counts decisions per session
     made by a rule whose condition reads a ``severity.*`` metric (steered policies only).
 
