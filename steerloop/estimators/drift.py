@@ -77,6 +77,7 @@ from steerloop.estimators.rls import (
     LeastSquaresFit,
     LeastSquaresStats,
     RecursiveLeastSquares,
+    residual_scatter,
     solve_stats,
 )
 
@@ -367,7 +368,8 @@ class DriftModel:
             Statistics added as pseudo-observations (a fleet pool, scaled).
         measurement_noise : array (d,), optional
             Variances R of the raw scores the model learns from: the fit then applies the
-            errors-in-variables correction (:func:`correct_for_noise`).
+            errors-in-variables correction (:func:`correct_for_noise`) to Θ; its residual
+            statistics (C_e, C₁, R²) stay those of the raw data at that Θ (eq. 2).
 
         Raises
         ------
@@ -380,9 +382,15 @@ class DriftModel:
         stats = self._rls.stats if prior is None else self._rls.stats.plus(prior)
         if stats.count < 1:
             raise NotReadyError("drift fit", 1, 0)
-        if measurement_noise is not None:
-            stats = correct_for_noise(stats, measurement_noise, self._config.dt)
-        fit = solve_stats(stats, 1.0 / self._config.initial_covariance)
+        prior_precision = 1.0 / self._config.initial_covariance
+        if measurement_noise is None:
+            fit = solve_stats(stats, prior_precision)
+        else:
+            dt = self._config.dt
+            fit = solve_stats(correct_for_noise(stats, measurement_noise, dt), prior_precision)
+            # Eq. (2) is about the residuals of the raw data at Θ; the corrected statistics'
+            # own scatter is larger by s W (R − F R Fᵀ)/Δt², which would inflate Q by that.
+            fit = replace(fit, residual_scatter=residual_scatter(stats, fit.theta))
         result = DriftFit(fit, self._config.dim, self._config.dt, *self._lag_moment(fit))
         if plain:
             self._fit = result
