@@ -162,6 +162,18 @@ def test_fit_is_weighted_ridge_least_squares_of_increments(forgetting: float, dt
     )
 
 
+def test_step_covariance_recovers_sigma_squared() -> None:
+    """Noise-free scores, 4,000 transitions (40 loops × 100, λ = 1): Cov(ε) = σ²I within 10 %
+    of σ² entrywise (sampling error of 4,000 residuals: about 2 %)."""
+    A, b, _ = known_drift()
+    fit = learn(
+        simulate(np.random.default_rng(8), A, b, loops=40, steps=100),
+        DriftConfig(3, forgetting=1.0),
+    ).fit()
+    assert fit.step_covariance is not None
+    np.testing.assert_allclose(fit.step_covariance, SIGMA**2 * np.eye(3), atol=0.1 * SIGMA**2)
+
+
 def test_docstring_example_learns_a_noiseless_drift() -> None:
     model = DriftModel(DriftConfig(2, forgetting=1.0, warmup=3))
     A, b = -0.5 * np.eye(2), np.array([0.25, 0.25])
