@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from steerloop.controller.settings import ModelSettings
 from steerloop.errors import NotReadyError, ShapeError
 from steerloop.estimators.severity import (
     SIGMA_FLOOR,
@@ -30,7 +31,7 @@ from steerloop.estimators.severity_model import (
     SeverityModelConfig,
     SeverityState,
 )
-from steerloop.policies.schema import Estimation, SeverityConfig
+from steerloop.policies.loader import load_preset
 
 FloatArray = NDArray[np.float64]
 
@@ -50,17 +51,10 @@ def weighted_ridge(
 
 
 def shipped_config() -> SeverityModelConfig:
-    """The severity settings a default policy gives (policy ``severity`` and ``estimation``)."""
-    severity, estimation = SeverityConfig(), Estimation()
-    return SeverityModelConfig(
-        forgetting=severity.forgetting,
-        dt=estimation.dt,
-        warmup=estimation.warmup,
-        phase_margin=severity.phase_margin,
-        phase_z=severity.phase_z,
-        phase_transitions=severity.phase_transitions,
-        initial_covariance=estimation.initial_covariance,
-    )
+    """The severity settings a session gets from the shipped presets (both agree)."""
+    paper = ModelSettings.from_policy(load_preset("paper")).severity
+    assert ModelSettings.from_policy(load_preset("predictive")).severity == paper
+    return paper
 
 
 def readout(model: SeverityModel) -> tuple[object, ...]:
@@ -81,7 +75,7 @@ def readout(model: SeverityModel) -> tuple[object, ...]:
 
 @pytest.mark.slow
 def test_phase_calibration_on_the_shipped_default() -> None:
-    """Shipped default (forgetting 1, phase_z 0.25, margin 0.05), 150 + 150 runs of 300 steps.
+    """Shipped presets (forgetting 1, phase_z 0.25, margin 0.05), 150 + 150 runs of 300 steps.
 
     α − β = +0.4 must be called supercritical in ≥ 90 % of runs, α − β = −0.4 in ≤ 5 %. The
     smaller of α, β is drawn from [0.05, 0.5], γ from [0.01, 0.05], σ from [0.03, 0.08] and the
