@@ -102,10 +102,20 @@ class InterferenceTracker:
         return self._objectives
 
     def update(self, increment: ArrayLike, strategy: str) -> None:
-        """Add one finite increment Δy (shape (d,)) to the pooled and the strategy's stream."""
+        """Add one finite increment Δy (shape (d,)) to the pooled and the strategy's stream.
+
+        Raises
+        ------
+        ShapeError
+            If the increment does not have shape (d,).
+        ValueError
+            If it has a non-finite entry. Either way nothing changes (no stream is created).
+        """
         vector = np.asarray(increment, dtype=np.float64)
         if vector.shape != (len(self._objectives),):
             raise ShapeError("increment", (len(self._objectives),), vector.shape)
+        if not np.isfinite(vector).all():
+            raise ValueError("interference takes finite increments only")
         stream = self._by_strategy.get(strategy)
         if stream is None:
             stream = self._by_strategy[strategy] = EWMoments(

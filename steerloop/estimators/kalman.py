@@ -136,6 +136,8 @@ class ObjectiveFilter:
         ------
         ShapeError
             On a wrong shape.
+        ValueError
+            If Q has a negative diagonal entry (a variance); the filter is left unchanged.
         NumericalError
             If an input or the result is not finite; the filter is left unchanged.
         """
@@ -148,6 +150,9 @@ class ObjectiveFilter:
                 raise ShapeError(name, shape, value.shape)
         if not (np.isfinite(F_).all() and np.isfinite(u).all() and np.isfinite(Q_).all()):
             raise NumericalError("Kalman predict", "F, offset or Q is not finite")
+        if (np.diagonal(Q_) < 0.0).any():
+            # The eigenvalue floor would otherwise turn P − |q| I into a near-certain prior.
+            raise ValueError(f"Q is a covariance: its diagonal must be >= 0, got {Q_.tolist()}")
         x, P = self._kf.x, self._kf.P
         with np.errstate(all="ignore"):
             self._kf.predict(u=u.reshape(d, 1), F=F_, Q=Q_)
@@ -156,8 +161,8 @@ class ObjectiveFilter:
             raise NumericalError("Kalman predict", "the prediction is not finite")
 
     def predict_random_walk(self, variance: float) -> None:
-        """Predict with F = I, no offset and Q = variance · I."""
-        self.predict(self._eye, np.zeros(self._dim), variance * self._eye)
+        """Predict with F = I, no offset and Q = variance · I (``ValueError`` if negative)."""
+        self.predict(self._eye, np.zeros(self._dim), np.diag(np.full(self._dim, float(variance))))
 
     def update(self, values: ArrayLike, noise: ArrayLike) -> BoolArray:
         """Update with the finite components of ``values`` (NaN = missing).

@@ -64,7 +64,13 @@ from numpy.typing import ArrayLike, NDArray
 from steerloop.errors import NotReadyError, NumericalError, ShapeError
 from steerloop.estimators.ewstats import check_forgetting
 
-__all__ = ["LeastSquaresFit", "LeastSquaresStats", "RecursiveLeastSquares"]
+__all__ = [
+    "LeastSquaresFit",
+    "LeastSquaresStats",
+    "RecursiveLeastSquares",
+    "residual_scatter",
+    "solve_stats",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -326,11 +332,7 @@ def solve_stats(stats: LeastSquaresStats, prior_precision: float) -> LeastSquare
     inverse = np.linalg.inv(matrix)
     inverse = 0.5 * (inverse + inverse.T)
     theta = inverse @ stats.cross
-    projected = theta.T @ stats.cross
-    residual = stats.target_scatter - projected - projected.T + theta.T @ stats.information @ theta
-    residual = 0.5 * (residual + residual.T)
-    # Rounding can leave tiny negative eigenvalues in E: clip the diagonal at 0.
-    np.fill_diagonal(residual, np.maximum(np.diagonal(residual), 0.0))
+    residual = residual_scatter(stats, theta)
     total = stats.cross[-1]
     weight = stats.weight
     if weight > 0:
@@ -347,3 +349,15 @@ def solve_stats(stats: LeastSquaresStats, prior_precision: float) -> LeastSquare
         effective_size=stats.effective_size,
         n_features=p,
     )
+
+
+def residual_scatter(stats: LeastSquaresStats, theta: FloatArray) -> FloatArray:
+    """E = Z − ΘᵀH − HᵀΘ + ΘᵀJΘ: the weighted residual scatter of ``stats`` at any Θ.
+
+    Symmetrized; rounding can leave tiny negative eigenvalues, so the diagonal is clipped at 0.
+    """
+    projected = theta.T @ stats.cross
+    residual = stats.target_scatter - projected - projected.T + theta.T @ stats.information @ theta
+    residual = 0.5 * (residual + residual.T)
+    np.fill_diagonal(residual, np.maximum(np.diagonal(residual), 0.0))
+    return np.asarray(residual, dtype=np.float64)

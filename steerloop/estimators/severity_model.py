@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from steerloop.errors import NotReadyError
+from steerloop.errors import NotReadyError, ShapeError
 from steerloop.estimators.ewstats import check_forgetting
 from steerloop.estimators.rls import LeastSquaresStats, RecursiveLeastSquares
 from steerloop.estimators.severity import (
@@ -281,7 +281,13 @@ class SeverityModel:
     def from_state(
         cls, state: SeverityState, config: SeverityModelConfig | None = None
     ) -> SeverityModel:
-        """Rebuild from :meth:`to_state` output under ``config``."""
+        """Rebuild from :meth:`to_state` output under ``config``.
+
+        Raises
+        ------
+        ShapeError
+            If the drift statistics are not of 3 features and the diffusion's of 2 (1 output).
+        """
         model = cls(config)
         settings = model._config
         model._drift = RecursiveLeastSquares.from_state(
@@ -292,6 +298,10 @@ class SeverityModel:
             forgetting=settings.forgetting,
             initial_covariance=settings.initial_covariance,
         )
+        for name, fit, shape in (("drift", model._drift, 3), ("diffusion", model._diffusion, 2)):
+            got = (fit.n_features, fit.n_outputs)
+            if got != (shape, 1):
+                raise ShapeError(f"severity {name} statistics", (shape, 1), got)
         model._last = state.last_value
         model._count = int(state.count)
         return model

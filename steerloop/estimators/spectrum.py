@@ -10,7 +10,7 @@ x_{t+1} = (I + AΔt) x_t + bΔt, so the rate reported everywhere in steerloop is
 
 in units of 1/Δt, as the paper reports it (0.33–1.29 at Δt = 1). It is not the rate of a
 continuous process sampled every Δt: a process dx = −κ x dt sampled at Δt has the Euler
-drift (e^{−κΔt} − 1)/Δt, so its per-step rate is (1 − e^{−κΔt})/Δt (0.394 for κ = 0.5,
+drift (e^{−κΔt} − 1)/Δt, so its per-step rate is (1 − e^{−κΔt})/Δt (0.3935 for κ = 0.5,
 Δt = 1), and κ = −log(1 − ρΔt)/Δt when ρΔt < 1. The loop runs the discrete map, whose
 multipliers are 1 + λ_i Δt. :func:`analyze_spectrum` classifies the drift into one regime:
 

@@ -1,4 +1,4 @@
-"""EW moments: both storages against the batch weighted moments, and against each other."""
+"""EW moments (steerloop.estimators.ewstats) against the batch weighted moments."""
 
 from __future__ import annotations
 
@@ -8,159 +8,240 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.typing import NDArray
 
-from steerloop.estimators.ewstats import (
-    SMALL_DIM,
-    EWMoments,
-    SmallEWMoments,
-    ew_moments,
-    moments_from_state,
-    packed_state,
-)
 from steerloop.errors import NotReadyError, ShapeError
+from steerloop.estimators.ewstats import EWMoments, EWMomentsState, check_forgetting
+
+FloatArray = NDArray[np.float64]
 
 
-def _batch(values: np.ndarray, forgetting: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """Σ w_k, the weighted mean and scatter with w_k = λ^{n−k}, computed over the whole batch."""
+def batch_moments(values: FloatArray, forgetting: float) -> dict[str, FloatArray | float]:
+    """W, W₂, the weighted mean and scatter with w_k = λ^{n−k}, over the whole batch."""
     n = values.shape[0]
     weights = forgetting ** np.arange(n - 1, -1, -1, dtype=np.float64)
     total = float(weights.sum())
     mean = weights @ values / total
     centred = values - mean
     scatter = (weights[:, None] * centred).T @ centred
-    return total, mean, scatter
+    return {
+        "weight": total,
+        "weight_sq": float((weights * weights).sum()),
+        "mean": mean,
+        "scatter": scatter,
+    }
 
 
-def _pair(dim: int, forgetting: float) -> tuple[SmallEWMoments, EWMoments]:
-    return SmallEWMoments(dim, forgetting=forgetting), EWMoments(dim, forgetting=forgetting)
-
-
-def _assert_identical(small: SmallEWMoments, large: EWMoments) -> None:
-    assert small.count == large.count
-    assert small.weight == large.weight
-    assert small.mean.tolist() == large.mean.tolist()
-    assert small.scatter.tolist() == large.scatter.tolist()
-    assert small.packed().tolist() == large.packed().tolist()
-    if small.count:
-        assert small.variance_total() == large.variance_total()
-    else:
-        for moments in (small, large):
-            with pytest.raises(NotReadyError):
-                moments.variance_total()
-    assert small.to_state() == large.to_state()
-
-
-@pytest.mark.parametrize("dim", range(1, SMALL_DIM + 1))
-@pytest.mark.parametrize("forgetting", [1.0, 0.98, 0.6])
-def test_both_storages_match_the_batch_weighted_moments(dim: int, forgetting: float) -> None:
-    rng = np.random.default_rng(10 * dim + int(forgetting * 10))
-    values = rng.normal(0.3, 0.2, size=(400, dim))
-    small, large = _pair(dim, forgetting)
+def fed(values: FloatArray, forgetting: float) -> EWMoments:
+    moments = EWMoments(values.shape[1], forgetting=forgetting)
     for value in values:
-        small.update(value)
-        large.update(value)
-    weight, mean, scatter = _batch(values, forgetting)
-    for moments in (small, large):
-        assert moments.weight == pytest.approx(weight, rel=1e-12)
-        np.testing.assert_allclose(moments.mean, mean, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(moments.scatter, scatter, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(moments.covariance, scatter / weight, rtol=1e-9, atol=1e-12)
-        scale = np.sqrt(np.diag(scatter))
-        np.testing.assert_allclose(
-            moments.correlation, scatter / np.outer(scale, scale), rtol=1e-9, atol=1e-12
-        )
+        moments.update(value)
+    return moments
 
 
-finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=64)
+def assert_same_state(a: EWMomentsState, b: EWMomentsState) -> None:
+    """Exact equality of two snapshots (a promise of the round trip, not of two code paths)."""
+    assert (a.weight, a.weight_sq, a.count) == (b.weight, b.weight_sq, b.count)
+    assert np.array_equal(a.mean, b.mean)
+    assert np.array_equal(a.scatter, b.scatter)
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    dim=st.integers(1, SMALL_DIM),
-    data=st.data(),
-    forgetting=st.sampled_from([1.0, 0.98, 0.5]),
-    constant=st.booleans(),
-)
-def test_small_storage_is_bit_identical_to_the_array_storage(
-    dim: int, data: st.DataObject, forgetting: float, constant: bool
-) -> None:
-    rows = data.draw(st.lists(st.lists(finite, min_size=dim, max_size=dim), max_size=30))
-    if constant:  # an objective that never moves: zero variance, NaN correlation rows
-        rows = [[*row[:-1], 0.25] for row in rows]
-    small, large = _pair(dim, forgetting)
-    for row in rows:
-        small.update(row)
-        large.update(np.array(row))
-    _assert_identical(small, large)
-    if len(rows) >= 2:
-        expected = large.correlation
-        got = small.correlation
-        assert np.array_equal(got, expected, equal_nan=True)
-        assert np.array_equal(np.array(small.correlation_rows()), expected, equal_nan=True)
-        assert np.array_equal(np.array(large.correlation_rows()), expected, equal_nan=True)
-        assert np.all(np.isnan(got) | ((got >= -1.0) & (got <= 1.0)))
+# ----------------------------------------------------------------------------- batch
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+@pytest.mark.parametrize("forgetting", [1.0, 0.98, 0.6])
+def test_matches_the_batch_weighted_moments(dim: int, forgetting: float) -> None:
+    rng = np.random.default_rng(10 * dim + int(forgetting * 10))
+    values = rng.normal(0.3, 0.2, size=(400, dim)) @ rng.normal(size=(dim, dim))
+    moments = fed(values, forgetting)
+    batch = batch_moments(values, forgetting)
+    scatter = np.asarray(batch["scatter"])
+    assert moments.count == 400
+    assert moments.weight == pytest.approx(batch["weight"], rel=1e-12)
+    np.testing.assert_allclose(moments.mean, batch["mean"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(moments.scatter, scatter, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        moments.covariance(), scatter / batch["weight"], rtol=1e-9, atol=1e-12
+    )
+    scale = np.sqrt(np.diag(scatter))
+    np.testing.assert_allclose(
+        moments.correlation(), scatter / np.outer(scale, scale), rtol=1e-9, atol=1e-12
+    )
+    expected_size = float(batch["weight"]) ** 2 / float(batch["weight_sq"])
+    assert moments.effective_size == pytest.approx(expected_size, rel=1e-12)
+
+
+def test_docstring_example_numbers() -> None:
+    moments = fed(np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]), 1.0)
+    np.testing.assert_allclose(moments.mean, [1.0, 2.0], rtol=1e-15)
+    np.testing.assert_allclose(moments.covariance(), [[2 / 3, 4 / 3], [4 / 3, 8 / 3]], rtol=1e-14)
+    assert moments.correlation()[0, 1] == pytest.approx(1.0, abs=1e-12)
+    assert moments.effective_size == 3.0
+
+
+@pytest.mark.parametrize("forgetting", [0.5, 0.9, 0.98])
+def test_effective_size_is_kish_and_tends_to_its_limit(forgetting: float) -> None:
+    """n_eff = (Σλ^k)² / Σλ^{2k} for n observations → (1 + λ)/(1 − λ) (99 for λ = 0.98)."""
+    moments = EWMoments(1, forgetting=forgetting)
+    assert moments.effective_size == 0.0
+    for n in range(1, 3001):
+        moments.update([0.0])
+        if n in (1, 2, 10, 100):
+            k = np.arange(n, dtype=np.float64)
+            expected = (forgetting**k).sum() ** 2 / (forgetting ** (2 * k)).sum()
+            assert moments.effective_size == pytest.approx(expected, rel=1e-12)
+    limit = (1.0 + forgetting) / (1.0 - forgetting)
+    assert moments.effective_size == pytest.approx(limit, rel=1e-9)
+    assert moments.weight == pytest.approx(1.0 / (1.0 - forgetting), rel=1e-9)
+
+
+def test_without_forgetting_effective_size_is_the_count() -> None:
+    moments = EWMoments(2, forgetting=1.0)
+    for n in range(1, 51):
+        moments.update([float(n), -float(n)])
+        assert moments.effective_size == pytest.approx(n, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- undefined
 
 
 def test_zero_variance_component_has_nan_correlation() -> None:
-    small, large = _pair(2, 0.9)
-    for value in ([0.1, 0.5], [0.4, 0.5], [0.2, 0.5]):
-        small.update(value)
-        large.update(np.array(value))
-    rows = small.correlation_rows()
-    assert rows[0][0] == pytest.approx(1.0)
-    assert all(math.isnan(v) for v in (rows[0][1], rows[1][0], rows[1][1]))
-    assert np.array_equal(np.array(rows), large.correlation, equal_nan=True)
+    moments = fed(np.array([[0.1, 0.5], [0.4, 0.5], [0.2, 0.5]]), 0.9)
+    corr = moments.correlation()
+    assert corr[0, 0] == pytest.approx(1.0, abs=1e-12)
+    assert all(math.isnan(v) for v in (corr[0, 1], corr[1, 0], corr[1, 1]))
+    assert moments.scatter[1, 1] == 0.0  # a constant is reproduced exactly by the recurrence
 
 
-def test_state_and_packed_round_trips_continue_bit_identically() -> None:
+def test_min_variance_makes_a_small_component_undefined() -> None:
+    rng = np.random.default_rng(4)
+    values = np.column_stack([rng.normal(size=50), 1e-4 * rng.normal(size=50)])
+    moments = fed(values, 1.0)
+    assert np.isfinite(moments.correlation()).all()
+    variance = moments.covariance()[1, 1]
+    below = moments.correlation(min_variance=2.0 * variance)
+    assert np.isnan(below[1]).all() and np.isnan(below[:, 1]).all()
+    assert below[0, 0] == pytest.approx(1.0, abs=1e-12)
+    assert np.isfinite(moments.correlation(min_variance=0.5 * variance)).all()
+
+
+def test_not_ready_errors() -> None:
+    moments = EWMoments(2)
+    with pytest.raises(NotReadyError) as info:
+        moments.covariance()
+    assert (info.value.needed, info.value.have) == (1, 0)
+    moments.update([0.0, 1.0])
+    np.testing.assert_array_equal(moments.covariance(), np.zeros((2, 2)))
+    with pytest.raises(NotReadyError) as info:
+        moments.correlation()
+    assert (info.value.needed, info.value.have) == (2, 1)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ValueError, match="dim"):
+        EWMoments(0)
+    for bad in (0.0, -0.5, 1.5, math.nan):
+        with pytest.raises(ValueError, match="forgetting"):
+            EWMoments(2, forgetting=bad)
+        with pytest.raises(ValueError, match="forgetting"):
+            check_forgetting(bad)
+    assert check_forgetting(1) == 1.0 and isinstance(check_forgetting(1), float)
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0, 3.0], [[1.0, 2.0]], 1.0])
+def test_wrong_shape_raises_and_changes_nothing(bad: object) -> None:
+    moments = EWMoments(2, forgetting=0.9)
+    moments.update([0.1, 0.2])
+    before = moments.to_state()
+    with pytest.raises(ShapeError):
+        moments.update(bad)  # type: ignore[arg-type]
+    assert_same_state(moments.to_state(), before)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_value_raises_and_changes_nothing(bad: float) -> None:
+    moments = EWMoments(2, forgetting=0.9)
+    moments.update([0.1, 0.2])
+    before = moments.to_state()
+    with pytest.raises(ValueError, match="finite"):
+        moments.update([0.3, bad])
+    assert_same_state(moments.to_state(), before)
+
+
+def test_properties_are_copies() -> None:
+    moments = fed(np.array([[0.1, 0.2], [0.3, 0.1]]), 1.0)
+    moments.mean[:] = 99.0
+    moments.scatter[:] = 99.0
+    state = moments.to_state()
+    state.mean[:] = 99.0
+    assert not (moments.mean == 99.0).any()
+    assert not (moments.scatter == 99.0).any()
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def test_round_trip_continues_bit_identically() -> None:
     rng = np.random.default_rng(3)
     values = rng.normal(size=(60, 3))
-    reference = SmallEWMoments(3, forgetting=0.95)
-    for value in values[:30]:
-        reference.update(value)
-    from_state = moments_from_state(reference.to_state(), forgetting=0.95)
-    from_packed = ew_moments(3, forgetting=0.95)
-    from_packed.load_packed(reference.packed())
-    assert isinstance(from_state, SmallEWMoments)
-    assert packed_state(reference.packed(), 3) == reference.to_state()
+    reference = fed(values, 0.95)
+    first = fed(values[:30], 0.95)
+    restored = EWMoments.from_state(first.to_state(), forgetting=0.95)
+    assert_same_state(restored.to_state(), first.to_state())
     for value in values[30:]:
-        for moments in (reference, from_state, from_packed):
-            moments.update(value)
-    assert from_state.packed().tolist() == reference.packed().tolist()
-    assert from_packed.packed().tolist() == reference.packed().tolist()
-    # A saved small stream restores into the array storage with the same numbers, and back.
-    as_array = EWMoments.from_state(reference.to_state(), forgetting=0.95)
-    assert as_array.packed().tolist() == reference.packed().tolist()
+        restored.update(value)
+    assert_same_state(restored.to_state(), reference.to_state())
+    assert np.array_equal(restored.correlation(), reference.correlation())
 
 
-def test_ew_moments_picks_the_storage_by_dimension() -> None:
-    assert isinstance(ew_moments(1), SmallEWMoments)
-    assert isinstance(ew_moments(SMALL_DIM), SmallEWMoments)
-    assert isinstance(ew_moments(SMALL_DIM + 1), EWMoments)
-    state = EWMoments(SMALL_DIM + 1).to_state()
-    assert isinstance(moments_from_state(state, forgetting=1.0), EWMoments)
-
-
-def test_small_storage_errors() -> None:
-    with pytest.raises(ValueError, match="SmallEWMoments holds"):
-        SmallEWMoments(SMALL_DIM + 1)
-    with pytest.raises(ValueError, match="dim"):
-        SmallEWMoments(0)
-    with pytest.raises(ValueError, match="forgetting"):
-        SmallEWMoments(2, forgetting=1.5)
-    moments = SmallEWMoments(2)
+def test_from_state_shape_errors() -> None:
+    good = fed(np.array([[0.1, 0.2], [0.3, 0.1]]), 1.0).to_state()
+    bad_scatter = EWMomentsState(good.weight, good.weight_sq, good.mean, np.zeros((1, 2)), 2)
     with pytest.raises(ShapeError):
-        moments.update([1.0, 2.0, 3.0])
+        EWMoments.from_state(bad_scatter, forgetting=1.0)
+    bad_mean = EWMomentsState(good.weight, good.weight_sq, np.zeros((2, 2)), good.scatter, 2)
     with pytest.raises(ShapeError):
-        moments.update(np.zeros((2, 2)))
-    with pytest.raises(NotReadyError):
-        _ = moments.covariance
-    moments.update([0.0, 1.0])
-    with pytest.raises(NotReadyError):
-        moments.correlation_rows()
-    moments.reset()
-    assert moments.count == 0 and moments.weight == 0.0
-    assert moments.scatter.tolist() == [[0.0, 0.0], [0.0, 0.0]]
-    bad = EWMoments(2).to_state().model_copy(update={"scatter": [[0.0, 0.0]]})
-    with pytest.raises(ShapeError):
-        SmallEWMoments.from_state(bad, forgetting=1.0)
+        EWMoments.from_state(bad_mean, forgetting=1.0)
+
+
+# ----------------------------------------------------------------------------- properties
+
+streams = st.integers(1, 4).flatmap(
+    lambda d: hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(2, 30), st.just(d)),
+        elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=streams, forgetting=st.sampled_from([1.0, 0.98, 0.5]), constant=st.booleans())
+def test_invariants_and_batch_agreement(
+    values: FloatArray, forgetting: float, constant: bool
+) -> None:
+    """Scatter symmetric PSD, correlation in [−1, 1] or NaN, moments equal the batch ones."""
+    if constant:  # an objective that never moves: zero variance, NaN correlation row
+        values = values.copy()
+        values[:, -1] = 0.25
+    moments = fed(values, forgetting)
+    batch = batch_moments(values, forgetting)
+    scale = max(1.0, float(np.abs(values).max()))
+    np.testing.assert_allclose(moments.mean, batch["mean"], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(
+        moments.scatter, batch["scatter"], rtol=0, atol=1e-10 * scale**2 * values.shape[0]
+    )
+    scatter = moments.scatter
+    assert np.array_equal(scatter, scatter.T) or np.allclose(scatter, scatter.T, rtol=1e-14)
+    assert np.linalg.eigvalsh(scatter).min() >= -1e-10 * scale**2 * values.shape[0]
+    corr = moments.correlation()
+    assert np.all(np.isnan(corr) | ((corr >= -1.0) & (corr <= 1.0)))
+    assert np.array_equal(np.isnan(corr), np.isnan(corr.T))
+    if constant:
+        assert np.isnan(corr[-1]).all() and np.isnan(corr[:, -1]).all()
+    assert 1.0 <= moments.effective_size <= values.shape[0] * (1.0 + 1e-12)

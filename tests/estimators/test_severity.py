@@ -1,13 +1,13 @@
-"""Tests of the severity SDE (steerloop.estimators.severity).
+"""Severity SDE, pure functions (steerloop.estimators.severity).
 
-Every estimate is checked against a closed form, a batch computation or a Monte Carlo run;
-each numeric test puts the figure it achieved in its assertion message.
+Every function is checked against a closed form, a boundary-value solver or a Monte Carlo
+run; each numeric test puts the figure it achieved in its assertion message. The online fit
+is tested in test_severity_model.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,8 +18,6 @@ from scipy import integrate, stats
 
 from steerloop.estimators.severity import (
     PHASE_Z,
-    SIGMA_FLOOR,
-    SeverityModel,
     diffusion,
     drift,
     features,
@@ -28,8 +26,6 @@ from steerloop.estimators.severity import (
     simulate,
     stationary_density,
 )
-from steerloop.controller.state import SeverityState
-from steerloop.errors import NotReadyError, ShapeError
 
 FloatArray = NDArray[np.float64]
 Params = tuple[float, float, float, float, float]
@@ -82,82 +78,7 @@ def _mc_first_passage(
     return times
 
 
-def _feed(model: SeverityModel, values: FloatArray | list[float]) -> None:
-    for value in values:
-        model.update(float(value))
-
-
-def _ridge(phis: FloatArray, targets: FloatArray, p0: float = 100.0) -> FloatArray:
-    gram = phis.T @ phis + np.eye(phis.shape[1]) / p0
-    return np.asarray(np.linalg.solve(gram, phis.T @ targets), dtype=np.float64)
-
-
-def _model_readout(model: SeverityModel) -> tuple[object, ...]:
-    return (
-        model.count,
-        model.value,
-        model.alpha,
-        model.beta,
-        model.gamma,
-        model.sigma0,
-        model.sigma1,
-        model.margin,
-        model.margin_stderr,
-        model.phase,
-        model.first_passage(0.9, start=0.1),
-    )
-
-
-# ----------------------------------------------------------------------------- 1. phase
-
-
-def test_phase_recovered_on_simulated_runs() -> None:
-    """100 seeded runs of 300 steps, |α − β| ∈ [0.2, 0.8], half supercritical.
-
-    The smaller of α, β is drawn from [0.05, 0.5] and the other is that plus the gap (both
-    stay ≥ 0). Runs start in [0, 0.1] (a loop starts safe), σ ∈ [0.03, 0.08],
-    γ ∈ [0.01, 0.05]. The
-    parameters are fixed, so forgetting 1.0 (with λ = 0.99 the informative transient out of
-    s ≈ 0 is forgotten and the standard error of α − β roughly triples). The number the
-    brief asks for, ≥ 95 % correct, is met by the point estimate (z = 0, margin 0.05). The
-    default 95 %-confidence rule (z = 1.645) trades recall for no false alarms: at 300 steps
-    se(α − β) is 0.1–0.3, so supercritical runs with a small gap are often still undecided.
-    """
-    rng = np.random.default_rng(20240601)
-    n_runs = 100
-    supercritical = np.arange(n_runs) % 2 == 0
-    gap = rng.uniform(0.2, 0.8, n_runs)
-    base = rng.uniform(0.05, 0.5, n_runs)
-    alpha = np.where(supercritical, base + gap, base)
-    beta = np.where(supercritical, base, base + gap)
-    gamma = rng.uniform(0.01, 0.05, n_runs)
-    sigma = rng.uniform(0.03, 0.08, n_runs)
-    start = rng.uniform(0.0, 0.1, n_runs)
-    paths = simulate(start, alpha, beta, gamma, sigma, 0.0, dt=1.0, n_steps=300, rng=rng)
-
-    point = np.zeros(n_runs, dtype=bool)
-    confident = np.zeros(n_runs, dtype=bool)
-    zscores = np.zeros(n_runs)
-    for run in range(n_runs):
-        model = SeverityModel(forgetting=1.0)
-        _feed(model, paths[:, run])
-        assert model.count == 300
-        point[run] = (
-            phase(model.alpha, model.beta, 0.05, model.margin_stderr, z=0.0) == "supercritical"
-        )
-        confident[run] = model.phase == "supercritical"
-        zscores[run] = (model.margin - (alpha[run] - beta[run])) / model.margin_stderr
-
-    accuracy = float(np.mean(point == supercritical))
-    assert accuracy >= 0.95, f"point-estimate phase correct on {accuracy:.0%} of runs"
-    false_alarms = float(np.mean(confident[~supercritical]))
-    recall = float(np.mean(confident[supercritical]))
-    overall = float(np.mean(confident == supercritical))
-    assert false_alarms <= 0.05, f"z={PHASE_Z}: {false_alarms:.0%} of subcritical runs flagged"
-    assert recall >= 0.6, f"z={PHASE_Z}: recall {recall:.0%} (overall {overall:.0%})"
-    # margin_stderr is calibrated where the model is well specified (no reflection at 1)
-    spread = float(np.std(zscores[~supercritical]))
-    assert 0.7 <= spread <= 1.4, f"sd of (α̂−β̂ − (α−β))/se on subcritical runs = {spread:.2f}"
+# ----------------------------------------------------------------------------- phase
 
 
 def test_phase_rule() -> None:
@@ -167,9 +88,14 @@ def test_phase_rule() -> None:
     assert phase(0.9, 0.3, 0.05, stderr=0.4) == "subcritical"  # 0.6 < 0.05 + 1.645 · 0.4
     assert phase(0.9, 0.3, 0.05, stderr=0.4, z=1.0) == "supercritical"  # 0.6 > 0.45
     assert phase(math.nan, 0.3, 0.05) == "subcritical"
+    assert phase(0.9, 0.3, 0.05, stderr=math.nan) == "subcritical"
+    # The default z is the one-sided 95 % normal quantile.
+    assert stats.norm.ppf(0.95) == pytest.approx(PHASE_Z, abs=5e-4)
+    assert phase(0.6, 0.0, 0.0, stderr=0.99 * 0.6 / PHASE_Z) == "supercritical"
+    assert phase(0.6, 0.0, 0.0, stderr=1.01 * 0.6 / PHASE_Z) == "subcritical"
 
 
-# ----------------------------------------------------------------------------- 2. density
+# ----------------------------------------------------------------------------- density
 
 
 @pytest.mark.parametrize(
@@ -196,7 +122,7 @@ def test_stationary_density_matches_long_simulation(params: Params) -> None:
     assert distance <= 0.02, f"KS distance {distance:.4f}"
 
 
-# ----------------------------------------------------------------------------- 3. passage
+# ----------------------------------------------------------------------------- passage
 
 
 @pytest.mark.parametrize(
@@ -244,80 +170,7 @@ def test_first_passage_matches_boundary_value_solver() -> None:
     assert worst <= 1e-5, f"largest relative difference {worst:.2e}"
 
 
-# ----------------------------------------------------------------------------- 4. recovery
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_parameters_recovered_from_simulated_episodes(seed: int) -> None:
-    """60 episodes of 150 steps (Δt = 1) from uniform starts, joined by NaN chain breaks.
-
-    9 000 transitions; tolerances about 3 standard deviations over seeds: α ± 0.12,
-    β ± 0.04, γ ± 0.04; σ₀ ± 0.01, σ₁ ± 0.015 (looser relative to their size: σ₀ = 0.03).
-    """
-    truth = (0.6, 0.3, 0.03, 0.03, 0.04)
-    rng = np.random.default_rng(seed)
-    paths = simulate(rng.uniform(0.0, 1.0, 60), *truth, dt=1.0, n_steps=150, rng=rng)
-    model = SeverityModel(forgetting=1.0)
-    for episode in paths.T:
-        _feed(model, episode)
-        model.update(math.nan)
-    assert model.count == 60 * 150
-    errors = {
-        "alpha": (model.alpha - truth[0], 0.12),
-        "beta": (model.beta - truth[1], 0.04),
-        "gamma": (model.gamma - truth[2], 0.04),
-        "sigma0": (model.sigma0 - truth[3], 0.01),
-        "sigma1": (model.sigma1 - truth[4], 0.015),
-    }
-    report = ", ".join(f"{name} {err:+.4f}" for name, (err, _) in errors.items())
-    assert all(abs(err) <= tol for err, tol in errors.values()), report
-
-
-def test_diffusion_fit_uses_mean_absolute_residual() -> None:
-    """|ẽ| √Δt √(π/2) has mean σ(s): exact-model transitions recover σ₀, σ₁ within 10 %.
-
-    Independent pairs (x, x + μ(x)Δt + σ(x)√Δt ε) with x ~ U[0.2, 0.8], each pair its own
-    chain (NaN in between), Δt = 0.5: no reflection, so the regression model holds exactly.
-    """
-    truth = (0.5, 0.4, 0.05, 0.02, 0.04)
-    dt = 0.5
-    rng = np.random.default_rng(3)
-    n = 20_000
-    x = rng.uniform(0.2, 0.8, n)
-    y = (
-        x
-        + drift(x, *truth[:3]) * dt
-        + diffusion(x, *truth[3:]) * math.sqrt(dt) * rng.normal(size=n)
-    )
-    assert ((y > 0.0) & (y < 1.0)).all()
-    model = SeverityModel(forgetting=1.0, dt=dt)
-    for start, end in zip(x, y, strict=True):
-        _feed(model, [start, end, math.nan])
-    assert model.count == n
-    rel0 = model.sigma0 / truth[3] - 1.0
-    rel1 = model.sigma1 / truth[4] - 1.0
-    assert abs(rel0) <= 0.10 and abs(rel1) <= 0.10, f"σ₀ off {rel0:+.2%}, σ₁ off {rel1:+.2%}"
-    worst = max(
-        abs(model.alpha - truth[0]), abs(model.beta - truth[1]), abs(model.gamma - truth[2])
-    )
-    assert worst <= 0.03, f"largest drift coefficient error {worst:.4f}"
-
-
-def test_drift_fit_equals_batch_ridge_regression() -> None:
-    """With λ = 1 the drift RLS is ridge regression (penalty 1/p₀) on φ(s_{t−1}) → Δs/Δt."""
-    rng = np.random.default_rng(11)
-    path = simulate(0.05, 0.8, 0.3, 0.02, 0.05, 0.02, dt=1.0, n_steps=200, rng=rng)[:, 0]
-    dt = 2.0
-    model = SeverityModel(forgetting=1.0, dt=dt)
-    _feed(model, path)
-    phis = np.array([features(float(s)) for s in path[:-1]])
-    theta = _ridge(phis, np.diff(path) / dt)
-    estimate = np.array([model.alpha, model.beta, model.gamma])
-    diff = float(np.max(np.abs(estimate - theta)))
-    assert diff <= 1e-9, f"max |RLS − ridge| = {diff:.2e}"
-
-
-# ----------------------------------------------------------------------------- 5. closed forms
+# ----------------------------------------------------------------------------- closed forms
 
 
 @pytest.mark.parametrize(
@@ -472,141 +325,6 @@ def test_simulate_shapes_bounds_and_reproducibility() -> None:
         simulate(0.1, 0.5, 0.1, 0.0, 0.1, 0.0, dt=0.0, n_steps=1, rng=np.random.default_rng())
 
 
-# ----------------------------------------------------------------------------- 6. model API
-
-
-def test_not_ready_before_warmup() -> None:
-    model = SeverityModel(warmup=5)
-    assert model.value is None and model.count == 0 and not model.ready
-    _feed(model, [0.1, 0.2, 0.25, 0.3, 0.32])  # four transitions
-    assert model.count == 4 and not model.ready
-    readers: list[Callable[[], object]] = [
-        lambda: model.alpha,
-        lambda: model.beta,
-        lambda: model.gamma,
-        lambda: model.sigma0,
-        lambda: model.sigma1,
-        lambda: model.margin,
-        lambda: model.margin_stderr,
-        lambda: model.phase,
-        lambda: model.first_passage(0.7),
-        lambda: model.stationary_density(),
-    ]
-    for read in readers:
-        with pytest.raises(NotReadyError) as info:
-            read()
-        assert (info.value.needed, info.value.have) == (5, 4)
-    model.update(0.35)
-    assert model.ready
-    for read in readers:
-        read()
-
-
-def test_non_finite_input_breaks_the_chain() -> None:
-    model = SeverityModel(forgetting=1.0, warmup=1)
-    _feed(model, [0.1, 0.3, math.nan, 0.5, 0.4, math.inf, -math.inf, 0.2])
-    assert model.count == 2  # 0.1 → 0.3 and 0.5 → 0.4 only
-    assert model.value == 0.2
-    theta = _ridge(np.array([features(0.1), features(0.5)]), np.array([0.2, -0.1]))
-    assert np.allclose([model.alpha, model.beta, model.gamma], theta, rtol=0, atol=1e-12)
-    model.update(math.nan)
-    assert model.value is None
-    with pytest.raises(NotReadyError):
-        model.first_passage(0.7)
-    assert model.first_passage(0.7, start=0.1) >= 0.0
-
-
-def test_observations_are_clipped() -> None:
-    model = SeverityModel(forgetting=1.0, warmup=1)
-    _feed(model, [1.7, -0.3])
-    assert model.value == 0.0
-    theta = _ridge(np.array([features(1.0)]), np.array([-1.0]))
-    assert np.allclose([model.alpha, model.beta, model.gamma], theta, rtol=0, atol=1e-12)
-
-
-def test_first_passage_and_density_of_the_model() -> None:
-    rng = np.random.default_rng(5)
-    path = simulate(0.05, 0.3, 0.6, 0.02, 0.05, 0.0, dt=1.0, n_steps=400, rng=rng)[:, 0]
-    model = SeverityModel(forgetting=1.0, dt=0.5)
-    _feed(model, path)
-    params = (model.alpha, model.beta, model.gamma, model.sigma0, model.sigma1)
-    current = model.value
-    assert current is not None
-    steps = model.first_passage(0.8)
-    assert steps == pytest.approx(mean_first_passage(current, 0.8, *params) / 0.5, rel=1e-12)
-    assert model.first_passage(current) == 0.0
-    assert model.first_passage(1.2) == math.inf
-    grid, density = model.stationary_density(501)
-    reference = stationary_density(*params, grid=501)
-    assert np.array_equal(grid, reference[0]) and np.array_equal(density, reference[1])
-
-
-def test_sigma_is_floored() -> None:
-    model = SeverityModel(warmup=1)
-    _feed(model, [0.3] * 20)  # no movement: zero residuals
-    assert model.sigma0 >= SIGMA_FLOOR
-    assert model.sigma0 + model.sigma1 >= SIGMA_FLOOR - 1e-15
-    time = model.first_passage(0.9)
-    assert time >= 0.0 and not math.isnan(time)
-    assert model.margin_stderr >= 0.0
-
-
-def test_json_round_trip_continues_bit_identically() -> None:
-    rng = np.random.default_rng(9)
-    path = simulate(0.1, 0.7, 0.4, 0.02, 0.05, 0.03, dt=1.0, n_steps=300, rng=rng)[:, 0]
-    config = {
-        "forgetting": 0.98,
-        "dt": 0.5,
-        "warmup": 3,
-        "phase_margin": 0.02,
-        "initial_covariance": 50.0,
-        "max_trace": 1e4,
-    }
-    original = SeverityModel(**config)  # type: ignore[arg-type]
-    _feed(original, path[:150])
-    state = original.to_state()
-    restored_state = SeverityState.model_validate_json(state.model_dump_json())
-    assert restored_state == state
-    restored = SeverityModel.from_state(restored_state, **config)  # type: ignore[arg-type]
-    assert _model_readout(restored) == _model_readout(original)
-    tail = [*path[150:220].tolist(), math.nan, *path[220:].tolist()]
-    _feed(original, tail)
-    _feed(restored, tail)
-    assert _model_readout(restored) == _model_readout(original)
-    assert restored.to_state() == original.to_state()
-    # a state saved right after a chain break keeps last_value = None
-    original.update(math.nan)
-    broken = SeverityState.model_validate_json(original.to_state().model_dump_json())
-    assert broken.last_value is None
-    assert SeverityModel.from_state(broken, **config).value is None  # type: ignore[arg-type]
-
-
-def test_from_state_rejects_wrong_shapes() -> None:
-    state = SeverityModel().to_state()
-    wrong = state.model_copy(update={"diffusion": state.drift})
-    with pytest.raises(ShapeError):
-        SeverityModel.from_state(wrong)
-
-
-def test_reset_and_validation() -> None:
-    model = SeverityModel(warmup=1)
-    _feed(model, [0.1, 0.2, 0.3])
-    model.reset()
-    assert model.count == 0 and model.value is None
-    assert model.to_state() == SeverityModel(warmup=1).to_state()
-    for bad in (
-        {"forgetting": 0.0},
-        {"forgetting": 1.5},
-        {"dt": 0.0},
-        {"dt": math.inf},
-        {"warmup": -1},
-        {"phase_margin": math.nan},
-        {"phase_z": -1.0},
-    ):
-        with pytest.raises(ValueError):
-            SeverityModel(**bad)
-
-
 # ----------------------------------------------------------------------------- properties
 
 
@@ -642,29 +360,3 @@ def test_first_passage_decreases_with_the_start(params: Params, points: list[flo
     assert not (math.isnan(t_low) or math.isnan(t_mid))
     assert t_low >= t_mid * (1.0 - 1e-9)
     assert mean_first_passage(threshold, threshold, *params) == 0.0
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    values=st.lists(
-        st.one_of(
-            st.floats(-0.5, 1.5),
-            st.sampled_from([math.nan, math.inf, -math.inf]),
-        ),
-        min_size=0,
-        max_size=60,
-    )
-)
-def test_model_accepts_any_stream(values: list[float]) -> None:
-    model = SeverityModel(warmup=3)
-    _feed(model, values)
-    finite = [v for v in values if math.isfinite(v)]
-    assert model.count <= max(len(finite) - 1, 0)
-    if model.ready:
-        estimates = [model.alpha, model.beta, model.gamma, model.margin, model.margin_stderr]
-        assert all(math.isfinite(v) for v in estimates)
-        assert model.sigma0 >= SIGMA_FLOOR
-        assert model.phase in ("supercritical", "subcritical")
-        assert model.first_passage(0.8, start=0.1) >= 0.0
-        _, density = model.stationary_density(201)
-        assert np.isfinite(density).all()
