@@ -13,11 +13,14 @@ Events
 Every event's name and fields are part of the API (:data:`EVENT_FIELDS`); fields are always
 present (``None`` when unknown).
 
+Until the application configures structlog (``structlog.is_configured()``) or passes its own
+logger, only events of level warning and worse are logged, as with the standard library's
+``logging``: structlog's unconfigured default prints every level to standard output, which
+would put a line per switch (or per step) into any script.
+
 ``steerloop.decision`` (debug; every step)
     session_id, step, from_strategy, to_strategy, changed, rule, reason, mode, focus,
-    missing, objectives, severity. Emitted only once the application has configured
-    structlog (``structlog.is_configured()``) or passed its own logger: structlog's
-    unconfigured default prints every level, which would put a line per step in any script.
+    missing, objectives, severity.
 ``steerloop.strategy.switch`` (info)
     session_id, step, from_strategy, to_strategy, rule, reason, mode, focus, objectives
     (filtered value per objective), severity, severity_phase, drift_rate, drift_regime,
@@ -490,7 +493,17 @@ class SteerloopEvents(ListenerGroup[_EventBinding]):
         return self._debug
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
-        """Log one event at ``level``; a failure is counted, never raised."""
+        """Log one event at ``level``; a failure is counted, never raised.
+
+        With the default logger and structlog unconfigured, only warnings and worse are
+        logged (as the standard library's ``logging`` does before it is configured):
+        structlog's unconfigured default prints every level to standard output.
+        """
+        if level in ("debug", "info") and not self._explicit:
+            import structlog
+
+            if not structlog.is_configured():
+                return
         try:
             getattr(self.logger, level)(event, **fields)
         except Exception as error:
