@@ -70,6 +70,11 @@ class StepPlanning:
         return self._steps_left
 
     @property
+    def seed(self) -> int:
+        """The session's seed (stable across restores)."""
+        return self._seed
+
+    @property
     def horizons(self) -> tuple[tuple[int, float], ...]:
         """The steps-left distribution the planner uses."""
         if self._steps_left is not None:

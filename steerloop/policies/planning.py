@@ -6,8 +6,9 @@
    effective transitions (the session's own plus what the fleet pool lends) cannot be
    planned. While the session's exploration budget lasts (``explore`` × the loop's expected
    length), and enough steps remain to use what is learnt (at least three warm-ups), the
-   least known of them is run until it is known. A fleet explores once: what one session
-   learns reaches the pool, so later sessions find the strategy known.
+   least known of them is run until it is known (ties broken per session, so that
+   concurrent sessions explore different strategies). A fleet explores once: what one
+   session learns reaches the pool, so later sessions find the strategy known.
 2. **Plan.** Every known strategy held to the horizon, and two-phase schedules, are valued by
    :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
    the horizon, with the drift's own uncertainty).
@@ -29,6 +30,7 @@ evidence of two samples", Biometrika 25(3/4), 1933 (posterior sampling).
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -54,6 +56,11 @@ class PlanningContext(Protocol):
     @property
     def steps_left(self) -> int | None:
         """Steps left when the user told the horizon, else ``None``."""
+        ...
+
+    @property
+    def seed(self) -> int:
+        """A number stable for the session (spreads exploration across a fleet's sessions)."""
         ...
 
     def knowledge(self) -> Mapping[str, float]:
@@ -91,8 +98,12 @@ def _explore(
         memory.explore_target = None
     if not unknown or memory.explore_steps >= budget or not room:
         return None
-    order = {name: index for index, name in enumerate(strategies)}
-    target = current if current in unknown else min(unknown, key=lambda n: (known.get(n, 0.0), order[n]))
+    def rank(name: str) -> tuple[float, int]:
+        # Least known first; ties broken per session, so concurrent sessions of a fleet
+        # explore different strategies instead of all the same one.
+        return known.get(name, 0.0), zlib.crc32(f"{context.seed}:{name}".encode())
+
+    target = current if current in unknown else min(unknown, key=rank)
     memory.explore_target = target
     memory.explore_steps += 1
     memory.forget_plan()
@@ -129,7 +140,8 @@ def plan_action(
     if kept is not None and choice != incumbent and value < kept + action.margin:
         note = f" (best {choice.describe()} = {value:.3g} is within the margin {action.margin:g})"
         choice, value = incumbent, kept
-    if memory.explore_steps < action.explore * context.expected_length:
+    budget = action.explore * context.expected_length
+    if action.posterior_sampling and memory.explore_steps < budget:
         sampled = context.plan(action, incumbent, draw=True)
         if sampled is not None and sampled.schedule.first != choice.first:
             rival = sampled.values.get(choice)

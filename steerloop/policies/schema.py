@@ -319,6 +319,10 @@ class PlanAction(_Model):
     explore: float = Field(
         0.25, ge=0.0, le=1.0, description="largest share of a session's steps spent exploring"
     )
+    posterior_sampling: bool = Field(
+        True,
+        description="within the exploration budget, also plan with a posterior draw (Thompson)",
+    )
 
 
 class Fleet(_Model):
