@@ -162,7 +162,7 @@ class Session:
         controller = self._controller
         replayed: list[Decision] = []
         with self._lock:
-            finish = controller._start_step(self)
+            finish = controller._start_step(self) if controller._step_hooks else []
             self._sync_policy()
             store = controller.store
             if store is None:
