@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 import yaml
 
-from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies import (
     Policy,
     available_presets,
@@ -19,6 +18,7 @@ from steerloop.policies import (
     load_preset,
     policy_json_schema,
 )
+from steerloop.policies.metrics import DiagnosticValue
 
 PRESETS = Path(__file__).parents[2] / "steerloop" / "policies" / "presets"
 SCHEMA_FILE = PRESETS / "policy.schema.json"
