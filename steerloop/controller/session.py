@@ -156,9 +156,9 @@ class Session:
             applied. :class:`~steerloop.errors.StoreInDoubtError`: it may have been; call
             again with its ``idempotency_key`` (see :mod:`steerloop.stores.sync`).
         """
-        data = self._check(scores, severity, scorer_errors, steps_left)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str or None, got {idempotency_key!r}")
+        data = self._check(scores, severity, scorer_errors, steps_left)
         controller = self._controller
         replayed: list[Decision] = []
         with self._lock:
