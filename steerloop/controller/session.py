@@ -12,6 +12,7 @@ missing and are counted (``scores.unknown``), with one warning per session and k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import numbers
 import threading
@@ -26,11 +27,11 @@ from numpy.typing import NDArray
 from steerloop.controller.decision import Decision
 from steerloop.controller.state import SessionState
 from steerloop.controller.step import SessionCore, StepInput
-from steerloop.errors import ScorerError, ScoreWarning, SteerloopError
+from steerloop.errors import ScorerError, ScoreWarning, SteerloopError, StoreError
 from steerloop.scoring.validation import check_score, check_scores
 from steerloop.policies.outcome import Alert
 from steerloop.stores import codec
-from steerloop.stores.sync import StoredCopy, read_modify_write
+from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
 if TYPE_CHECKING:
     from steerloop.controller.controller import Controller
@@ -185,6 +186,9 @@ class Session:
                     load_result=replay,
                     idempotency_key=idempotency_key,
                 )
+                if replayed and self._stored.dirty:  # this copy stepped, the store had not
+                    with contextlib.suppress(StoreError):  # else the next call reloads it
+                        sync(store, self._id, self._stored, load=self._load_wire, fresh=self._reset)
             self._last_decision = decision
             if self._history is not None:
                 self._history.append(decision)
