@@ -200,7 +200,7 @@ def test_decision_carries_exactly_the_diagnostics_namespace() -> None:
     for scores in excited_scores(0, 12):
         decision = session.update(scores)
     kinds = metric_kinds(OBJECTIVES)
-    assert set(decision.diagnostics) == set(kinds) | {"errors.rule"}
+    assert set(decision.diagnostics) == set(kinds)
     for name, value in decision.diagnostics.items():
         if value is None:
             continue
