@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,25 +13,6 @@ OBJECTIVES = ["security", "efficiency", "functionality"]
 #: A stable linear drift (eigenvalues −0.39, −0.5, −0.61: per-step rate 0.39) and its target.
 A_TRUE = np.array([[-0.5, 0.05, 0.0], [0.0, -0.4, 0.1], [0.05, 0.0, -0.6]])
 X_STAR = np.array([0.7, 0.6, 0.8])
-B_TRUE = -A_TRUE @ X_STAR
-
-
-def linear_scores(
-    seed: int, steps: int, *, noise: float = 0.01, start: tuple[float, ...] = (0.3, 0.2, 0.4)
-) -> Iterator[dict[str, float]]:
-    """Scores of x_{t+1} = x_t + A x_t + b + 0.03 ε, observed with noise sd ``noise``.
-
-    The process restarts from ``start`` every 25 steps, so the drift stays excited (a loop
-    that has converged teaches nothing about its rate).
-    """
-    rng = np.random.default_rng(seed)
-    x = np.array(start, dtype=np.float64)
-    for step in range(steps):
-        if step and step % 25 == 0:
-            x = np.array(start, dtype=np.float64)
-        observed = np.clip(x + rng.normal(0.0, noise, 3), 0.0, 1.0)
-        yield dict(zip(OBJECTIVES, observed.tolist(), strict=True))
-        x = np.clip(x + A_TRUE @ x + B_TRUE + rng.normal(0.0, 0.03, 3), 0.0, 1.0)
 
 
 def policy_dict(**extra: Any) -> dict[str, Any]:
