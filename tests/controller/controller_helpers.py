@@ -1,4 +1,4 @@
-"""Shared helpers of the controller tests: a small four-strategy policy and score streams."""
+"""Shared helpers of the controller tests: a small four-strategy policy, a known drift."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from steerloop import Controller, Decision, Policy
 from steerloop.policies.schema import validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
-#: A stable linear drift (eigenvalues −0.39, −0.5, −0.61: per-step rate 0.39) and its target.
+#: A stable linear drift (eigenvalues −0.39, −0.53, −0.58: per-step rate 0.39) and its target.
 A_TRUE = np.array([[-0.5, 0.05, 0.0], [0.0, -0.4, 0.1], [0.05, 0.0, -0.6]])
 X_STAR = np.array([0.7, 0.6, 0.8])
 
