@@ -342,7 +342,7 @@ def measure_step(dim: int, config: Config) -> dict[str, Any]:
         "session_us": us(median(times["session"])),
         **ratio_stats(times["session"], times["floor"]),
         "metrics": instrumented.metrics,
-        "strategies_used": len(session.snapshot().drift),
+        "strategies_used": len(session.snapshot().models["drift"]),
     }
     if dim == 3:
         result["session_no_metrics_us"] = us(median(times["session_no_metrics"]))
@@ -694,7 +694,7 @@ def _session_with_all_strategies(controller: Any, session_id: str, seed: int) ->
     for scores in stream:
         session.update(scores)
         steps += 1
-        if steps >= 50 and len(session.snapshot().drift) >= wanted:
+        if steps >= 50 and len(session.snapshot().models["drift"]) >= wanted:
             break
     return session, steps
 
@@ -705,17 +705,23 @@ def measure_snapshot() -> dict[str, Any]:
     session, steps = _session_with_all_strategies(controller, "snap", seed=5)
     state = session.snapshot()
     text = state.model_dump_json()
+
+    def size(tree: object) -> int:
+        return len(json.dumps(tree, separators=(",", ":")))
+
+    models = state.models
     breakdown = {
-        "kalman": len(state.kalman.model_dump_json()),
-        "drift (all strategies)": sum(len(m.model_dump_json()) for m in state.drift.values()),
-        "interference": len(state.interference.model_dump_json()),
-        "severity": len(state.severity.model_dump_json()),
-        "engine": len(state.engine.model_dump_json()),
+        "kalman": size(models["kalman"]),
+        "drift (all strategies)": size(models["drift"]),
+        "interference": size(models["interference"]),
+        "severity": size(models["severity"]),
+        "noise": size([models[key] for key in ("noise", "fit_noise", "evidence")]),
+        "engine": size(state.engine),
     }
     restored = controller.restore(text).snapshot().model_dump_json()
     return {
         "bytes": len(text.encode("utf-8")),
-        "strategies": len(state.drift),
+        "strategies": len(state.models["drift"]),
         "steps": steps,
         "breakdown": breakdown,
         "round_trip_exact": restored == text,

@@ -355,7 +355,7 @@ def measure_codec(reps: int) -> dict[str, Any]:
         return min(samples) * 1e6
 
     result: dict[str, Any] = {
-        "strategies": len(state.drift),
+        "strategies": len(state.models["drift"]),
         "codec_bytes": len(packed),
         "codec_encode_us": best(lambda: codec.encode(state.model_dump())),
         "codec_decode_us": best(lambda: SessionState.model_validate(codec.decode(packed))),

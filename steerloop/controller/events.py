@@ -87,7 +87,9 @@ from steerloop.controller.listeners import (
 )
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller.controller import Controller
+    from steerloop.controller.decision import Decision
+    from steerloop.controller.session import Session
     from steerloop.policies.schema import Policy
 
 __all__ = [

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller.controller import Controller
+    from steerloop.controller.decision import Decision
+    from steerloop.controller.session import Session
     from steerloop.policies.schema import Policy
     from steerloop.scoring.base import CompositeScorer
 

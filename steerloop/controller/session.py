@@ -12,6 +12,7 @@ missing and are counted (``scores.unknown``), with one warning per session and k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import numbers
 import threading
@@ -26,11 +27,11 @@ from numpy.typing import NDArray
 from steerloop.controller.decision import Decision
 from steerloop.controller.state import SessionState
 from steerloop.controller.step import SessionCore, StepInput
-from steerloop.errors import ScorerError, ScoreWarning, SteerloopError
+from steerloop.errors import ScorerError, ScoreWarning, SteerloopError, StoreError
 from steerloop.scoring.validation import check_score, check_scores
 from steerloop.policies.outcome import Alert
 from steerloop.stores import codec
-from steerloop.stores.sync import StoredCopy, read_modify_write
+from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
 if TYPE_CHECKING:
     from steerloop.controller.controller import Controller
@@ -156,35 +157,18 @@ class Session:
             applied. :class:`~steerloop.errors.StoreInDoubtError`: it may have been; call
             again with its ``idempotency_key`` (see :mod:`steerloop.stores.sync`).
         """
-        data = self._check(scores, severity, scorer_errors, steps_left)
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str or None, got {idempotency_key!r}")
+        data = self._check(scores, severity, scorer_errors, steps_left)
         controller = self._controller
-        replayed: list[Decision] = []
+        replayed = False
         with self._lock:
-            finish = controller._start_step(self)
+            finish = controller._start_step(self) if controller._step_hooks else []
             self._sync_policy()
-            store = controller.store
-            if store is None:
+            if controller.store is None:
                 decision = self._guarded_step(data)
-            else:  # read-modify-write through the store (steerloop.stores.sync)
-
-                def replay(stored: bytes) -> Decision:
-                    replayed.append(_load_decision(stored))
-                    return replayed[-1]
-
-                decision = read_modify_write(
-                    store,
-                    self._id,
-                    self._stored,
-                    load=self._load_wire,
-                    fresh=self._reset,
-                    step=lambda: self._guarded_step(data),
-                    dump=self._dump_wire,
-                    dump_result=_dump_decision,
-                    load_result=replay,
-                    idempotency_key=idempotency_key,
-                )
+            else:
+                decision, replayed = self._stored_step(data, idempotency_key)
             self._last_decision = decision
             if self._history is not None:
                 self._history.append(decision)
@@ -193,6 +177,33 @@ class Session:
         if not replayed:  # a replayed decision was reported when it was made
             controller._notify(self, decision)
         return decision
+
+    def _stored_step(self, data: StepInput, idempotency_key: str | None) -> tuple[Decision, bool]:
+        """The step as a read-modify-write through the store; the decision and if replayed."""
+        store = self._controller.store
+        assert store is not None
+        replayed: list[Decision] = []
+
+        def replay(stored: bytes) -> Decision:
+            replayed.append(_load_decision(stored))
+            return replayed[-1]
+
+        decision = read_modify_write(
+            store,
+            self._id,
+            self._stored,
+            load=self._load_wire,
+            fresh=self._reset,
+            step=lambda: self._guarded_step(data),
+            dump=self._dump_wire,
+            dump_result=_dump_decision,
+            load_result=replay,
+            idempotency_key=idempotency_key,
+        )
+        if replayed and self._stored.dirty:  # this copy stepped, the store had not
+            with contextlib.suppress(StoreError):  # else the next call reloads it
+                sync(store, self._id, self._stored, load=self._load_wire, fresh=self._reset)
+        return decision, bool(replayed)
 
     def _check(
         self,

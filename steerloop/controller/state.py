@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
+from steerloop.controller.tree import to_tree
 from steerloop.errors import SnapshotVersionError
 
 __all__ = ["READABLE_SCHEMA_VERSIONS", "SNAPSHOT_SCHEMA_VERSION", "SessionState"]
@@ -59,6 +60,11 @@ class SessionState(BaseModel):
     unknown_scores: int = Field(0, ge=0)
     models: dict[str, Any]
     engine: dict[str, Any]
+
+    @field_serializer("models", "engine", when_used="json")
+    def _arrays_as_base64(self, tree: dict[str, Any]) -> Any:
+        """Raw float arrays (a state read from a store's binary codec) are written as base64."""
+        return to_tree(tree)
 
     @model_validator(mode="before")
     @classmethod

@@ -49,7 +49,7 @@ def to_tree(value: Any, *, arrays: Literal["base64", "raw"] = "base64") -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_tree(getattr(value, f.name), arrays=arrays) for f in dataclasses.fields(value)}
     if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value, dtype=_FLOAT64)
+        array = np.asarray(value, dtype=_FLOAT64, order="C")  # 0-d stays 0-d
         if arrays == "raw":
             return array
         return {"shape": list(array.shape), "f8": base64.b64encode(array.tobytes()).decode("ascii")}

@@ -120,7 +120,6 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from steerloop.controller.diagnostics import LazyDiagnostics
 from steerloop.controller.listeners import (
     Binding,
     ListenerGroup,
@@ -266,9 +265,7 @@ class _MetricsBinding(Binding["SteerloopMetrics"]):
         self._count_errors_and_fleet(session, decision)
 
     def _observe_estimates(self, decision: Decision, strategy: str) -> None:
-        diagnostics = decision.diagnostics
-        if type(diagnostics) is LazyDiagnostics:  # these entries are never lazy
-            diagnostics = diagnostics.computed
+        diagnostics = decision.diagnostics  # these entries are never lazy: .get is cheap
         for key, series in self.objective_series:
             value = finite(diagnostics.get(key))
             if value is not None:

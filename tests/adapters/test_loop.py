@@ -252,7 +252,7 @@ def test_controller_fault_decisions_and_prompt_faults_are_counted(
     def broken_step(*args: Any) -> Any:
         raise NumericalError("drift", "ill-conditioned")
 
-    monkeypatch.setattr(session, "_step_once", broken_step)
+    monkeypatch.setattr(session._core, "step", broken_step)
     prompts: list[str] = []
     generate = steer(controller, session_id="s", scorer=lambda r: SAFE)(
         lambda prompt: prompts.append(prompt) or "x"

@@ -194,7 +194,10 @@ def test_recorder_on_a_real_controller_writes_what_the_timeline_needs() -> None:
     rng = np.random.default_rng(0)
     decisions = []
     for _ in range(12):
-        scores = dict(zip(OBJECTIVES, rng.uniform(0.2, 0.9, 3).tolist(), strict=True))
+        # Security stays low (severity 1 - security > 0.7): after warm-up the runaway-severity
+        # rule switches, then keeps matching on the strategy it chose (a rule, no switch).
+        levels = [rng.uniform(0.05, 0.25), *rng.uniform(0.4, 0.9, 2).tolist()]
+        scores = dict(zip(OBJECTIVES, levels, strict=True))
         decisions.append(session.update(scores))
     records = read_jsonl(io.StringIO(stream.getvalue())).records
     assert [r.step for r in records] == list(range(12))

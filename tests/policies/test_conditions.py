@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies import Condition, compile_condition, load_preset
 from steerloop.policies.conditions import CompiledCondition, format_value
+from steerloop.policies.metrics import DiagnosticValue
 
 NAN = float("nan")
 

@@ -1,4 +1,4 @@
-"""The diagnostics namespace lives in the policies layer; the controller re-exports it."""
+"""The diagnostics namespace lives in the policies layer; the controller fills it in."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import steerloop.controller.diagnostics as controller_diagnostics
 from steerloop.policies import metrics
 
 
-def test_controller_re_exports_the_same_objects() -> None:
-    for name in ("CATEGORICAL_VALUES", "DiagnosticValue", "Diagnostics", "MetricKind"):
-        assert getattr(controller_diagnostics, name) is getattr(metrics, name)
-    assert controller_diagnostics.metric_kinds is metrics.metric_kinds
+def test_the_controller_uses_the_policies_value_type() -> None:
+    assert controller_diagnostics.DiagnosticValue is metrics.DiagnosticValue
 
 
 def test_names_per_objective_and_pair() -> None:
@@ -18,7 +16,7 @@ def test_names_per_objective_and_pair() -> None:
     pairs = {name for name in kinds if name.startswith("interference.") and name.count(".") == 2}
     assert len(pairs) == 6 and "interference.a.a" not in kinds
     assert len(per_objective - pairs) == 3 * len(metrics.OBJECTIVE_METRICS)
-    assert set(metrics.NUMERIC_METRICS) | set(metrics.CATEGORICAL_VALUES) | {"strategy"} == (
-        set(metrics.metric_kinds([]))
-    )
-    assert {kinds[name] for name in metrics.CATEGORICAL_VALUES} == {"category"}
+    categorical = set(metrics.CATEGORICAL_VALUES) | set(metrics.STRATEGY_METRICS)
+    assert set(metrics.NUMERIC_METRICS) | categorical == set(metrics.metric_kinds([]))
+    assert {kinds[name] for name in categorical} == {"category"}
+    assert {kinds[name] for name in metrics.NUMERIC_METRICS} == {"number"}

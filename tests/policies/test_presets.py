@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 import yaml
 
-from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies import (
     Policy,
     available_presets,
@@ -19,6 +18,7 @@ from steerloop.policies import (
     load_preset,
     policy_json_schema,
 )
+from steerloop.policies.metrics import DiagnosticValue
 
 PRESETS = Path(__file__).parents[2] / "steerloop" / "policies" / "presets"
 SCHEMA_FILE = PRESETS / "policy.schema.json"
@@ -55,14 +55,14 @@ def test_available_presets() -> None:
     assert available_presets() == ["paper", "predictive"]
 
 
-@pytest.mark.parametrize("name", ["paper", "predictive"])
-def test_preset_loads_with_the_four_paper_strategies(name: str) -> None:
+@pytest.mark.parametrize(("name", "dwell"), [("paper", 3), ("predictive", 1)])
+def test_preset_loads_with_the_four_paper_strategies(name: str, dwell: int) -> None:
     policy = load_preset(name)
     assert policy.name == name
     assert policy.objectives == ["security", "efficiency", "functionality"]
     assert set(policy.strategies) == PAPER_STRATEGIES
     assert policy.initial == "adaptive_integration"
-    assert policy.switching.min_dwell == 3
+    assert policy.switching.min_dwell == dwell
     assert policy.severity.threshold == 0.7
     source = policy.severity.source
     assert source is not None and (source.objective, source.invert) == ("security", True)
@@ -122,7 +122,20 @@ def test_paper_rules_and_priorities() -> None:
     [
         ({"severity.phase": "supercritical"}, "runaway-severity"),
         ({"severity.value": 0.75, "interference.min": -0.3}, "runaway-severity"),
-        ({"severity.value": 0.7, "interference.min": -0.21}, "strong-interference"),
+        (
+            {
+                "severity.value": 0.7,
+                "interference.min": -0.21,
+                "objective.min": 0.5,
+                "progress.stall": 3.0,
+            },
+            "strong-interference",
+        ),
+        # Interference alone no longer starts sequential mode: the worst objective must be
+        # below target and have stopped improving.
+        ({"interference.min": -0.4, "objective.min": 0.5, "progress.stall": 0.0}, None),
+        ({"interference.min": -0.4, "objective.min": 0.85, "progress.stall": 9.0}, None),
+        ({"interference.min": -0.4}, None),
         ({"interference.min": -0.15, "drift.rate": 1.6}, "overshoot"),
         ({"drift.rate": 1.2, "drift.regime": "oscillatory"}, "oscillation"),
         ({"drift.equilibrium.security": 0.05}, "security-boundary"),
@@ -160,15 +173,13 @@ def test_paper_rules_fire_on_their_conditions(
     assert _fire(load_preset("paper"), values) == rule
 
 
-def test_predictive_preset_prefers_severity_then_best_predicted() -> None:
+def test_predictive_preset_prefers_severity_then_plan() -> None:
     policy = load_preset("predictive")
-    assert [rule.name for rule in policy.rules_by_priority] == [
-        "runaway-severity",
-        "best-predicted",
-    ]
-    best = policy.rules_by_priority[1].then.best_predicted
-    assert best is not None and best.utility == "min"
-    assert _fire(policy, {"step": 6.0}) == "best-predicted"
+    assert [rule.name for rule in policy.rules_by_priority] == ["runaway-severity", "plan"]
+    plan = policy.rules_by_priority[1].then.plan
+    assert plan is not None and plan.utility == "min"
+    assert policy.fleet.pool
+    assert _fire(policy, {"step": 6.0}) == "plan"
     assert _fire(policy, {"step": 6.0, "severity.phase": "supercritical"}) == "runaway-severity"
 
 

@@ -42,12 +42,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORKER = HERE / "redis_worker.py"
 
-# A cheap policy for the concurrency runs: d = 2, one strategy, no rules.
+# A cheap policy for the concurrency runs: d = 2, one strategy, no rules. No fleet pool: a
+# pool lives in its controller's process (it is not kept in the store yet), so workers with
+# pools would learn from different pooled data than one process does.
 SMALL_POLICY: dict[str, Any] = {
     "objectives": ["quality", "speed"],
     "strategies": {"steady": {"prompt": "Improve {objectives}.", "emphasis": {"quality": 1.0}}},
     "initial": "steady",
     "estimation": {"forgetting": 0.98, "warmup": 5},
+    "fleet": {"pool": False},
 }
 
 

@@ -64,7 +64,7 @@ def test_the_stored_value_is_the_codec_tree_of_a_versioned_snapshot(store: State
     value = store.read("s").value
     assert value is not None and value.startswith(codec.HEADER)
     tree = codec.decode(value)
-    assert tree["schema_version"] == 2 and tree["step"] == 1
+    assert tree["schema_version"] == 3 and tree["step"] == 1
 
 
 def test_an_unchanged_session_is_not_reloaded(
@@ -185,11 +185,12 @@ def test_a_strict_step_fault_is_not_saved_and_the_session_reloads(
     session = controller.session("s")
     session.update(small_scores(0))
 
-    def boom(*_: object) -> None:
+    def boom(*_: object, **__: object) -> None:
         raise ArithmeticError("injected")
 
+    # The fault strikes late in the step, after the session's counters have moved on.
     with monkeypatch.context() as patch:
-        patch.setattr(type(session), "_step_once", boom)
+        patch.setattr(type(session._core.models), "predict", boom)
         with pytest.raises(ArithmeticError):
             session.update(small_scores(1))
     assert stored_state(store).step == 1

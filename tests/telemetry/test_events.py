@@ -154,7 +154,7 @@ def test_scorer_errors_rule_errors_alerts_and_faults(monkeypatch: pytest.MonkeyP
         def boom(*args: Any) -> Any:
             raise ValueError("cannot invert")
 
-        monkeypatch.setattr(session._est.kalman, "update", boom)
+        monkeypatch.setattr(session._core.models.kalman, "update", boom)
         session.observe("response")
     scorer_events = of(logs, SCORER_ERROR)
     assert [(e["scorer"], e["reason"], e["count"], e["step"]) for e in scorer_events] == [
@@ -237,7 +237,7 @@ def drive_canaries(controller: Controller, monkeypatch: pytest.MonkeyPatch) -> N
     def boom(*args: Any) -> Any:
         raise ValueError(f"bad state near {RESPONSE_CANARY}")
 
-    monkeypatch.setattr(session._est.kalman, "update", boom)
+    monkeypatch.setattr(session._core.models.kalman, "update", boom)
     session.observe(f"{RESPONSE_CANARY} ok", context)
 
 

@@ -195,7 +195,7 @@ def test_missing_scores_alerts_and_faults_are_counted(monkeypatch: pytest.Monkey
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("numerical trouble")
 
-    monkeypatch.setattr(session._est.kalman, "update", boom)
+    monkeypatch.setattr(session._core.models.kalman, "update", boom)
     faulty = session.update({"security": 0.8})
     assert faulty.error is not None
     registry = metrics.registry
