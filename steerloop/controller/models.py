@@ -161,8 +161,8 @@ class SessionModels:
     def fit(self, strategy: str, prior: PriorSource = _no_prior) -> DriftFit | None:
         """The strategy's drift fit (own data, pooled prior, noise-corrected), or ``None``.
 
-        ``None`` while the own and pooled transitions together are fewer than the warm-up, or
-        their effective size does not yet allow a residual covariance.
+        ``None`` while the own and pooled transitions together are fewer than
+        :attr:`ModelSettings.known_after`, or do not yet allow a residual covariance.
         """
         model = self._drift.get(strategy)
         pooled = prior(strategy)
@@ -174,7 +174,7 @@ class SessionModels:
             return cached[3]
         lent = 0.0 if pooled is None else pooled.weight
         result: DriftFit | None = None
-        if own + lent >= self._settings.warmup:
+        if own + lent >= self._settings.known_after:
             if model is None:
                 model = DriftModel(self._settings.drift)
             fit = model.fit(pooled, noise_vector if self._settings.input == "raw" else None)

@@ -93,8 +93,9 @@ class StepPlanning:
         for name in self._strategies:
             model = drift.get(name)
             pooled = self._prior(name)
+            # The pool's weight is discounted (5 transitions weigh 4.995): count them whole.
             known[name] = (0.0 if model is None else model.count) + (
-                0.0 if pooled is None else pooled.weight
+                0.0 if pooled is None else float(round(pooled.weight))
             )
         return known
 

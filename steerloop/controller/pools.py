@@ -56,7 +56,7 @@ class FleetPool:
         Largest weight, in transitions, the pool lends one session's fit.
     """
 
-    def __init__(self, dim: int, *, memory: float = 2000.0, prior_weight: float = 20.0) -> None:
+    def __init__(self, dim: int, *, memory: float = 2000.0, prior_weight: float = 100.0) -> None:
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if not memory >= 1.0:

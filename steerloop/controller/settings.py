@@ -76,3 +76,11 @@ class ModelSettings:
     def dim(self) -> int:
         """Number of objectives d."""
         return len(self.objectives)
+
+    @property
+    def known_after(self) -> int:
+        """Transitions (own and lent) before a strategy's drift is used for decisions:
+        the warm-up, and at least two per parameter of a row of Θ (2(d + 1)), so that a
+        strategy tried for a few steps is not planned with on the strength of as many
+        points as it has parameters."""
+        return max(self.warmup, 2 * (self.dim + 1))

@@ -204,11 +204,13 @@ class PolicyEngine:
         planning = context.planning
         if planning is None:
             return Verdict(None, f"{reason}; no model context")
-        warmup = self._policy.estimation.warmup
+        # A strategy counts as known after the warm-up and two transitions per parameter of
+        # a row of Θ (steerloop.controller.settings.ModelSettings.known_after).
+        warmup = max(self._policy.estimation.warmup, 2 * (len(self._objectives) + 1))
         if action.plan is not None:
             memory.leave_sequential()
             verdict = plan_action(
-                action.plan, memory, planning, self._strategies, context.strategy, warmup
+                action.plan, memory, planning, self._strategies, context.strategy, warmup, context.step
             )
         else:
             assert action.best_predicted is not None  # validated: exactly one action
@@ -277,6 +279,7 @@ class PolicyEngine:
             reason = f"{verdict.reason}; switch to {target} deferred: dwell needs {wait} more step(s)"
             return EngineOutcome(current, rule, reason, verdict.mode, verdict.focus, alerts, errors)
         memory.last_switch_step = context.step
+        memory.left_strategy = current
         if rule is not None:
             memory.rule_last_fired[rule] = context.step
         reason = f"{verdict.reason} -> {target}"

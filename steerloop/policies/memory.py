@@ -19,6 +19,7 @@ class EngineState:
     """Snapshot of an :class:`EngineMemory` (same fields, immutable)."""
 
     last_switch_step: int | None = None
+    left_strategy: str | None = None
     rule_last_fired: Mapping[str, int] = field(default_factory=dict)
     sequential_active: bool = False
     sequential_rule: str | None = None
@@ -31,6 +32,7 @@ class EngineState:
     plan_second: str | None = None
     explore_steps: int = 0
     explore_target: str | None = None
+    committed_until: int | None = None
 
 
 @dataclass
@@ -38,6 +40,7 @@ class EngineMemory:
     """Mutable per-session engine state (module docstring)."""
 
     last_switch_step: int | None = None
+    left_strategy: str | None = None
     rule_last_fired: dict[str, int] = field(default_factory=dict)
     sequential_active: bool = False
     sequential_rule: str | None = None
@@ -50,6 +53,7 @@ class EngineMemory:
     plan_second: str | None = None
     explore_steps: int = 0
     explore_target: str | None = None
+    committed_until: int | None = None
 
     def to_state(self) -> EngineState:
         """Immutable snapshot."""

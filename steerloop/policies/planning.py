@@ -13,10 +13,11 @@
    :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
    the horizon, with the drift's own uncertainty).
 3. **No thrash, bounded curiosity.** The plan in force (or, without one, holding the
-   current strategy) is kept unless the best plan beats it by ``margin``. While the budget
+   current strategy) is kept unless the best plan beats it by ``margin`` — by four times
+   the margin to go back to the strategy just left within four steps of leaving it. While the budget
    lasts, the plan is also made once with one draw of every strategy's drift from its
-   posterior (Thompson sampling); when that draw prefers another first strategy, it is taken
-   and the step is counted against the budget.
+   posterior (Thompson sampling); when that draw prefers another first strategy by the
+   margin, it is taken, tried for four steps, and counted against the budget.
 
 ``best_predicted`` picks the strategy whose predicted equilibrium x*_π = −A_π⁻¹b_π (clipped to
 [0, 1]) maximises the utility, after trying every strategy whose drift is not estimated yet.
@@ -114,6 +115,20 @@ def _explore(
     )
 
 
+#: Steps after a switch during which going back to the strategy just left needs
+#: :data:`REVERSAL_FACTOR` times the margin (hysteresis against thrash).
+REVERSAL_WINDOW = 4
+REVERSAL_FACTOR = 4.0
+
+
+def _margin(action: PlanAction, memory: EngineMemory, target: str, step: int) -> float:
+    """The no-thrash margin for switching to ``target`` now (module docstring)."""
+    recent = memory.last_switch_step is not None and step - memory.last_switch_step < REVERSAL_WINDOW
+    if recent and target == memory.left_strategy:
+        return REVERSAL_FACTOR * action.margin
+    return action.margin
+
+
 def plan_action(
     action: PlanAction,
     memory: EngineMemory,
@@ -121,11 +136,16 @@ def plan_action(
     strategies: Sequence[str],
     current: str,
     warmup: int,
+    step: int = 0,
 ) -> Verdict:
     """Decide by the ``plan`` action (module docstring)."""
     exploring = _explore(action, memory, context, strategies, current, warmup)
     if exploring is not None:
         return exploring
+    until = memory.committed_until
+    if until is not None and step < until and current == memory.plan_first:
+        return Verdict(None, f"trying {current} (posterior draw) until step {until}")
+    memory.committed_until = None
     in_force = None
     if memory.plan_first is not None:
         in_force = Schedule(memory.plan_first, memory.plan_switch_after, memory.plan_second)
@@ -137,16 +157,19 @@ def plan_action(
     choice, value = result.schedule, result.value
     kept = result.values.get(incumbent)
     note = ""
-    if kept is not None and choice != incumbent and value < kept + action.margin:
-        note = f" (best {choice.describe()} = {value:.3g} is within the margin {action.margin:g})"
+    margin = _margin(action, memory, choice.first, step)
+    if kept is not None and choice != incumbent and value < kept + margin:
+        note = f" (best {choice.describe()} = {value:.3g} is within the margin {margin:g})"
         choice, value = incumbent, kept
     budget = action.explore * context.expected_length
     if action.posterior_sampling and memory.explore_steps < budget:
         sampled = context.plan(action, incumbent, draw=True)
         if sampled is not None and sampled.schedule.first != choice.first:
             rival = sampled.values.get(choice)
-            if rival is None or sampled.value >= rival + action.margin:
+            reverse = _margin(action, memory, sampled.schedule.first, step)
+            if rival is None or sampled.value >= rival + reverse:
                 memory.explore_steps += 1
+                memory.committed_until = step + REVERSAL_WINDOW
                 choice = sampled.schedule
                 note += "; a posterior draw prefers it (Thompson exploration)"
     memory.plan_first = choice.first

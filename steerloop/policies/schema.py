@@ -310,7 +310,7 @@ class PlanAction(_Model):
     utility: Literal["min", "mean", "weighted"] = "min"
     weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
     margin: float = Field(
-        0.005, ge=0.0, le=1.0, description="a new plan must beat the current one by this"
+        0.01, ge=0.0, le=1.0, description="a new plan must beat the current one by this"
     )
     schedules: Literal["auto", "hold", "two_phase"] = Field(
         "auto",
@@ -333,7 +333,7 @@ class Fleet(_Model):
         None, max_length=200, description="pool name (default: the policy's name)"
     )
     prior_weight: float = Field(
-        20.0, ge=0.0, le=1e6, description="effective transitions the pool lends a session"
+        100.0, ge=0.0, le=1e6, description="effective transitions the pool lends a session"
     )
     memory: float = Field(
         2000.0, ge=1.0, le=1e9, description="effective transitions a pool keeps per strategy"
