@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck pytest bench system-deps clean
+.PHONY: demo test lint typecheck pytest pytest-other-blas bench value system-deps clean
+
+# A second BLAS kernel for the numerical tests, so that a bit-identity assumption between
+# two code paths fails here and not on a user's machine (OpenBLAS picks kernels by CPU).
+OTHER_BLAS ?= $(if $(filter aarch64 arm64,$(shell uname -m)),ARMV8,Prescott)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +41,17 @@ typecheck: $(STAMP_TEST)
 pytest: $(STAMP_TEST) system-deps
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+pytest-other-blas: $(STAMP_TEST)
+	OPENBLAS_CORETYPE=$(OTHER_BLAS) $(PY) -m pytest -q tests/estimators tests/controller
+
+test: lint typecheck pytest pytest-other-blas
 
 bench: $(STAMP_TEST) system-deps
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.stores
+
+value: $(STAMP_TEST)
+	$(PY) -m benchmarks.value
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -319,21 +319,16 @@ def phase(
 ) -> Phase:
     """Phase by rule (5): supercritical when α − β > margin + z · stderr, else subcritical.
 
-    The default z = 1.645 is the one-sided 95 % normal quantile: with a calibrated standard
-    error ``stderr``, a process with α − β ≤ margin is called supercritical at most 5 % of the
-    time. The price is recall: an estimate must clear the margin by 1.645 standard errors.
-    z = 0 decides on the point estimate alone. Anything not clearly above (including NaN) is
-    subcritical.
-
-    In the package's simulation study (100 runs of 300 steps, |α − β| ∈ [0.2, 0.8], σ between
-    0.03 and 0.08, started near 0) se(α̂ − β̂) is 0.1–0.3 and calibrated: the point estimate
-    (z = 0, margin 0.05) gets 99 % of runs right, while z = 1.645 flags no subcritical run
-    but only about 75 % of the supercritical ones; early in a run, when se is large, z > 0
-    is what keeps the phase from flickering.
+    The default z = :data:`PHASE_Z` = 0.25 was chosen from a measured ROC (README, "Severity
+    phase"; ``benchmarks/severity_roc.py``): on 300-step runs of the online fit
+    (forgetting 1, margin 0.05), α − β = +0.4 is called supercritical in about 95 % of runs
+    and α − β ≤ −0.2 in none, while z = 1.645 (a one-sided 95 % test) misses about a third
+    of the +0.4 cases. z = 0 decides on the point estimate alone. Anything not clearly above
+    (including NaN) is subcritical.
 
     Examples
     --------
-    >>> phase(0.9, 0.3, 0.05), phase(0.9, 0.3, 0.05, stderr=0.5)
+    >>> phase(0.9, 0.3, 0.05), phase(0.9, 0.3, 0.05, stderr=0.5, z=1.645)
     ('supercritical', 'subcritical')
     """
     if alpha - beta > margin + z * stderr:
