@@ -101,7 +101,7 @@ def random_environment(seed: int) -> tuple[Environment, str]:
     environment = Environment(
         objectives=OBJECTIVES,
         strategies=strategies,
-        measurement_noise=float(rng.uniform(0.005, 0.04)),
+        noise_sd=float(rng.uniform(0.005, 0.04)),
         initial_mean=tuple(rng.uniform(0.1, 0.5, d).tolist()),
         initial_std=0.05,
         description=f"random {kind} environment, seed {seed}",

@@ -144,7 +144,7 @@ def scaled_policy(dim: int) -> Policy:
             "objectives": names,
             "strategies": strategies,
             "initial": "balanced",
-            "estimation": {"forgetting": 0.98, "warmup": 5, "measurement_noise": 0.01},
+            "estimation": {"forgetting": 0.98, "warmup": 5, "noise_sd": 0.01},
             "severity": {"from": {"objective": names[0], "invert": True}, "threshold": 0.7},
             "switching": {"min_dwell": 3},
             "rules": rules,
@@ -208,7 +208,7 @@ def paper_like_environment() -> tuple[Any, str]:
             "feature_focused": dynamics(1.29, (0.0, 0.6, 0.9)),
             "adaptive_integration": dynamics(0.8, (0.75, 0.75, 0.8)),
         },
-        measurement_noise=0.05,
+        noise_sd=0.05,
         initial_mean=(0.5, 0.5, 0.5),
         initial_std=(0.05, 0.05, 0.05),
     )

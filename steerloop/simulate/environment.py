@@ -36,7 +36,7 @@ Examples
 ...     objectives=("quality", "speed"),
 ...     strategies={"steady": StrategyDynamics.from_equilibrium(
 ...         -0.5 * np.eye(2), [0.8, 0.6], 0.0001 * np.eye(2))},
-...     measurement_noise=0.01, initial_mean=(0.3, 0.3), initial_std=0.05)
+...     noise_sd=0.01, initial_mean=(0.3, 0.3), initial_std=0.05)
 >>> rng = np.random.default_rng(0)
 >>> x = env.reset(500, rng)
 >>> for _ in range(30):
@@ -50,6 +50,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -196,7 +197,7 @@ class Environment(_Frozen):
         Objective names; their order is the vector order.
     strategies : dict of str to StrategyDynamics
         Dynamics of each strategy (same dimension as ``objectives``).
-    measurement_noise : float or tuple of float
+    noise_sd : float or tuple of float
         Standard deviation r of the score noise, eq. (3); one value for all objectives or
         one per objective.
     dt : float
@@ -211,7 +212,7 @@ class Environment(_Frozen):
 
     objectives: tuple[str, ...] = Field(min_length=1)
     strategies: dict[str, StrategyDynamics] = Field(min_length=1)
-    measurement_noise: tuple[float, ...] = (0.0,)
+    noise_sd: tuple[float, ...] = (0.0,)
     dt: float = Field(1.0, gt=0.0, allow_inf_nan=False)
     initial_mean: tuple[float, ...] = (0.5,)
     initial_std: tuple[float, ...] = (0.0,)
@@ -227,7 +228,24 @@ class Environment(_Frozen):
     _m0: FloatArray = PrivateAttr()
     _s0: FloatArray = PrivateAttr()
 
-    @field_validator("measurement_noise", "initial_mean", "initial_std", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        """``measurement_noise`` (a standard deviation here, a variance in policies) was
+        renamed ``noise_sd`` so that no name means two units; the old name still works."""
+        if isinstance(data, dict) and "measurement_noise" in data:
+            warnings.warn(
+                "Environment(measurement_noise=...) is now noise_sd= (a standard deviation; "
+                "the policy's estimation.measurement_noise is a variance)",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            data = {**data}
+            data.setdefault("noise_sd", data.pop("measurement_noise"))
+            data.pop("measurement_noise", None)
+        return data
+
+    @field_validator("noise_sd", "initial_mean", "initial_std", mode="before")
     @classmethod
     def _scalar_to_tuple(cls, value: object) -> object:
         if isinstance(value, int | float):
@@ -244,14 +262,14 @@ class Environment(_Frozen):
                     f"strategy {name!r} has dimension {dynamics.dim}, the environment has "
                     f"{dim} objectives {list(self.objectives)}"
                 )
-        for field in ("measurement_noise", "initial_mean", "initial_std"):
+        for field in ("noise_sd", "initial_mean", "initial_std"):
             value = getattr(self, field)
             if len(value) not in (1, dim):
                 raise ValueError(f"{field} needs 1 or {dim} values, got {len(value)}")
             if not all(math.isfinite(v) for v in value):
                 raise ValueError(f"{field} must be finite")
-        if min(self.measurement_noise) < 0.0 or min(self.initial_std) < 0.0:
-            raise ValueError("measurement_noise and initial_std are standard deviations (>= 0)")
+        if min(self.noise_sd) < 0.0 or min(self.initial_std) < 0.0:
+            raise ValueError("noise_sd and initial_std are standard deviations (>= 0)")
 
     def model_post_init(self, context: Any, /) -> None:
         # pydantic runs this inside validation (before "after" validators), so the checks
@@ -267,7 +285,7 @@ class Environment(_Frozen):
             [_matrix_sqrt(np.asarray(d.diffusion, dtype=np.float64)) for d in dyn],
             dtype=np.float64,
         )
-        self._r = np.broadcast_to(np.asarray(self.measurement_noise), (dim,)).copy()
+        self._r = np.broadcast_to(np.asarray(self.noise_sd), (dim,)).copy()
         self._m0 = np.broadcast_to(np.asarray(self.initial_mean), (dim,)).copy()
         self._s0 = np.broadcast_to(np.asarray(self.initial_std), (dim,)).copy()
 

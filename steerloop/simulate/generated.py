@@ -106,7 +106,7 @@ def policy_environment(
     rate_max: float = 0.9,
     coupling: float = 0.3,
     sigma: float = 0.03,
-    measurement_noise: float = 0.01,
+    noise_sd: float = 0.01,
     initial_mean: float = 0.4,
     initial_std: float = 0.06,
 ) -> Environment:
@@ -129,7 +129,7 @@ def policy_environment(
         κ ∈ [0, 1): bound of the off-diagonal coupling (per row).
     sigma : float
         Diffusion standard deviation σ (D = σ² I per unit time).
-    measurement_noise, initial_mean, initial_std : float
+    noise_sd, initial_mean, initial_std : float
         Score noise standard deviation r and initial state distribution, as in
         :class:`~steerloop.simulate.environment.Environment`.
 
@@ -160,7 +160,7 @@ def policy_environment(
     return Environment(
         objectives=tuple(policy.objectives),
         strategies=strategies,
-        measurement_noise=measurement_noise,
+        noise_sd=noise_sd,
         dt=1.0,
         initial_mean=initial_mean,
         initial_std=initial_std,

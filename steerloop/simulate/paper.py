@@ -131,12 +131,12 @@ def _correlation() -> np.ndarray:
     return c
 
 
-def paper_environment(*, measurement_noise: float = 0.01) -> Environment:
+def paper_environment(*, noise_sd: float = 0.01) -> Environment:
     """The environment calibrated to paper 1's table (see the module docstring).
 
     Parameters
     ----------
-    measurement_noise : float
+    noise_sd : float
         Score noise standard deviation r of eq. (3) of
         :mod:`steerloop.simulate.environment`. The calibration holds for the default 0.01.
 
@@ -182,7 +182,7 @@ def paper_environment(*, measurement_noise: float = 0.01) -> Environment:
     return Environment(
         objectives=PAPER_OBJECTIVES,
         strategies=strategies,
-        measurement_noise=measurement_noise,
+        noise_sd=noise_sd,
         dt=1.0,
         initial_mean=(0.25, 0.45, 0.60),
         initial_std=0.06,

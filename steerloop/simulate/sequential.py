@@ -43,7 +43,7 @@ def interference_environment(
     relaxation: float = 0.02,
     baseline: float = 0.5,
     sigma: float = 0.02,
-    measurement_noise: float = 0.01,
+    noise_sd: float = 0.01,
 ) -> Environment:
     """Three objectives whose gains cost each other: interference as a proportional cross-cost.
 
@@ -69,7 +69,7 @@ def interference_environment(
         κ ≥ 0.
     rate, target, relaxation, baseline : float
         ρ, t, ε and x_base.
-    sigma, measurement_noise : float
+    sigma, noise_sd : float
         Diffusion σ (D = σ²I) and score noise.
     """
     if strength < 0.0:
@@ -96,7 +96,7 @@ def interference_environment(
     return Environment(
         objectives=("security", "efficiency", "functionality"),
         strategies=strategies,
-        measurement_noise=measurement_noise,
+        noise_sd=noise_sd,
         initial_mean=0.4,
         initial_std=0.05,
         description=f"interference environment, cross-cost kappa = {strength:g}",

@@ -37,7 +37,7 @@ def known_environment() -> Environment:
                 [[-0.3, -0.6, 0.0], [0.6, -0.3, 0.0], [0.0, 0.0, -0.5]], X_STAR, D_TRUE
             ),
         },
-        measurement_noise=0.0,
+        noise_sd=0.0,
         initial_mean=X_STAR,
         initial_std=0.15,
     )

@@ -51,8 +51,8 @@ def test_ill_conditioned_eigenvectors_give_no_standard_error() -> None:
     assert rate_stderr(np.array([[math.nan]]), np.eye(1), np.eye(2)) is None
 
 
-def rates(strategy: str, measurement_noise: float, seeds: int) -> tuple[float, float]:
-    env = paper_environment(measurement_noise=measurement_noise)
+def rates(strategy: str, noise_sd: float, seeds: int) -> tuple[float, float]:
+    env = paper_environment(noise_sd=noise_sd)
     estimates, errors = [], []
     for seed in range(seeds):
         data = rollout_arrays(
@@ -70,13 +70,13 @@ def rates(strategy: str, measurement_noise: float, seeds: int) -> tuple[float, f
     ["efficiency_focused", "security_focused", "feature_focused", "adaptive_integration"],
 )
 def test_standard_error_matches_the_spread_over_independent_data_sets(strategy: str) -> None:
-    spread, stderr = rates(strategy, measurement_noise=0.0, seeds=60)
+    spread, stderr = rates(strategy, noise_sd=0.0, seeds=60)
     assert 0.7 < spread / stderr < 1.35  # 60 estimates: their sd is uncertain by about 10 %
 
 
-def test_standard_error_is_conservative_under_measurement_noise() -> None:
+def test_standard_error_is_conservative_under_noise_sd() -> None:
     """Score noise makes consecutive residuals correlated; the OLS error then overstates."""
-    spread, stderr = rates("efficiency_focused", measurement_noise=0.01, seeds=60)
+    spread, stderr = rates("efficiency_focused", noise_sd=0.01, seeds=60)
     assert spread / stderr < 1.0
 
 

@@ -26,7 +26,7 @@ def make_env(**kwargs: object) -> Environment:
     options: dict[str, object] = {
         "objectives": ("a", "b", "c"),
         "strategies": strategies,
-        "measurement_noise": 0.02,
+        "noise_sd": 0.02,
         "initial_mean": (0.3, 0.5, 0.7),
         "initial_std": 0.1,
     }
@@ -102,7 +102,7 @@ def test_boundary_rule_clips_and_pins_at_the_face() -> None:
 
 
 def test_observe_adds_noise_and_clips() -> None:
-    env = make_env(measurement_noise=(0.0, 0.05, 0.5))
+    env = make_env(noise_sd=(0.0, 0.05, 0.5))
     rng = np.random.default_rng(3)
     x = np.tile([0.2, 0.5, 0.99], (20_000, 1))
     y = env.observe(x, rng)
@@ -188,7 +188,7 @@ def test_environment_validation() -> None:
     with pytest.raises(ValidationError, match="1 or 2 values"):
         Environment(objectives=("a", "b"), strategies={"s": dyn}, initial_mean=(0.1, 0.2, 0.3))
     with pytest.raises(ValidationError, match="standard deviations"):
-        Environment(objectives=("a", "b"), strategies={"s": dyn}, measurement_noise=-0.1)
+        Environment(objectives=("a", "b"), strategies={"s": dyn}, noise_sd=-0.1)
 
 
 def test_json_round_trip() -> None:
