@@ -7,7 +7,7 @@ only when they mean something (docs/architecture.md, "Honest estimates"):
 * ``drift.rate``/``drift.regime`` once the running strategy's fit rests on at least
   ``estimation.min_effective_samples`` effective transitions and the rate's standard error
   (first-order eigenvalue perturbation, :func:`~steerloop.estimators.spectrum.max_real_stderr`)
-  is at most :data:`RATE_MAX_STDERR` — a rate known only to ±0.5 per step is not known; the
+  is at most :data:`RATE_MAX_STDERR` — a rate known only to ±0.25 per step is not known; the
   regime "unstable" needs max Re λ beyond two of those standard errors. The residual variance
   behind that standard error is floored at :data:`RESIDUAL_VARIANCE_FLOOR`, so constant
   scores (zero residuals, nothing learnt) report no rate rather than an exact one;
@@ -35,7 +35,7 @@ from steerloop.policies.metrics import DiagnosticValue
 __all__ = ["RATE_MAX_STDERR", "LazyDiagnostics", "drift_diagnostics", "interference_diagnostics"]
 
 #: drift.rate and drift.regime are reported only when se(rate) is at most this (per step).
-RATE_MAX_STDERR = 0.5
+RATE_MAX_STDERR = 0.25
 #: Floor of the residual variance behind se(rate), per unit Δt² (a residual sd of 0.01 a step):
 #: scores are never that exact, and without it a direction the data never moved (constant
 #: scores: zero residuals) would look perfectly known.

@@ -304,22 +304,29 @@ class SessionModels:
         if fit is None:
             return None
         cached = self._strategy_models.get(strategy)
-        if rng is None and cached is not None and cached[0] is fit:
+        if cached is None or cached[0] is not fit:
+            step = fit.step_covariance
+            parameters = fit.parameter_covariance()
+            assert step is not None and parameters is not None  # fit() checked the covariance
+            x_cov = None
+            if fit.equilibrium is not None:
+                x_cov = equilibrium_covariance(fit.A, fit.b, *parameters)
+            model = StrategyModel(
+                A=fit.A,
+                b=fit.b,
+                # R̂ of the fit itself, so that Q depends on the snapshot only (not on a cache).
+                Q=process_noise(step, self._fit_noise.get(strategy, self._noise), fit.F),
+                equilibrium_covariance=x_cov,
+                dt=fit.dt,
+            )
+            cached = self._strategy_models[strategy] = (fit, model)
+        if rng is None:
             return cached[1]
-        step = fit.step_covariance
         parameters = fit.parameter_covariance()
-        assert step is not None and parameters is not None  # fit() checked the covariance
-        Q = process_noise(step, self._noise, fit.F)
-        if rng is not None:
-            theta = _posterior_draw(fit.fit.theta, *parameters, rng)
-            d = self._settings.dim
-            return StrategyModel(A=theta[:d].T, b=theta[d], Q=Q, dt=fit.dt)
-        x_cov = None
-        if fit.equilibrium is not None:
-            x_cov = equilibrium_covariance(fit.A, fit.b, *parameters)
-        model = StrategyModel(A=fit.A, b=fit.b, Q=Q, equilibrium_covariance=x_cov, dt=fit.dt)
-        self._strategy_models[strategy] = (fit, model)
-        return model
+        assert parameters is not None
+        theta = _posterior_draw(fit.fit.theta, *parameters, rng)
+        d = self._settings.dim
+        return StrategyModel(A=theta[:d].T, b=theta[d], Q=cached[1].Q, dt=fit.dt)
 
     # -- snapshots ----------------------------------------------------------------------
 

@@ -83,19 +83,24 @@ class StepPlanning:
 
     @property
     def expected_length(self) -> float:
-        """Steps so far plus the expected steps left."""
-        return self._step + sum(steps * weight for steps, weight in self.horizons)
+        """The loop's length: steps so far plus steps left when told; else the mean of the
+        default steps-left distribution (constant, so a budget set on it does not grow)."""
+        if self._steps_left is not None:
+            return float(self._step + self._steps_left)
+        return sum(steps * weight for steps, weight in default_horizons())
 
     def knowledge(self) -> Mapping[str, float]:
-        """Effective transitions known per strategy (own plus lent by the pool)."""
+        """Transitions known per strategy: the session's own, or the pool's lent weight."""
         drift = self._models.drift_models
         known: dict[str, float] = {}
         for name in self._strategies:
             model = drift.get(name)
             pooled = self._prior(name)
-            # The pool's weight is discounted (5 transitions weigh 4.995): count them whole.
-            known[name] = (0.0 if model is None else model.count) + (
-                0.0 if pooled is None else float(round(pooled.weight))
+            # The session's own transitions are in the pool too: the larger of the two, and
+            # the pool's weight counted in whole transitions (5 discounted ones weigh 4.995).
+            known[name] = max(
+                0.0 if model is None else float(model.count),
+                0.0 if pooled is None else float(round(pooled.weight)),
             )
         return known
 

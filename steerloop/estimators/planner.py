@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -104,6 +105,20 @@ class StrategyModel:
     Q: FloatArray
     equilibrium_covariance: FloatArray | None = None
     dt: float = 1.0
+
+    @cached_property
+    def _eigen(self) -> tuple[ComplexArray, ComplexArray, ComplexArray, bool]:
+        """(λ, V, V⁻¹, usable) of F = I + AΔt, computed once per model (reused across plans)."""
+        d = self.b.shape[0]
+        values, vectors = np.linalg.eig(np.eye(d) + self.A * self.dt)
+        try:
+            inverse = np.linalg.inv(vectors)
+        except np.linalg.LinAlgError:
+            return values, vectors, vectors, False
+        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
+        bound = float(np.linalg.norm(vectors) * np.linalg.norm(inverse))
+        usable = bool(np.isfinite(values).all()) and math.isfinite(bound) and bound < 1e8
+        return values, vectors, inverse, usable
 
 
 def equilibrium_covariance(
@@ -201,14 +216,11 @@ class _Dynamics:
     def __init__(self, models: Sequence[StrategyModel]) -> None:
         d = models[0].b.shape[0]
         self.dim = d
-        F = np.stack([np.eye(d) + m.A * m.dt for m in models])
-        values, vectors = np.linalg.eig(F)
-        inverse = np.linalg.inv(vectors)
-        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
-        bound = np.linalg.norm(vectors, axis=(1, 2)) * np.linalg.norm(inverse, axis=(1, 2))
-        self.ok = np.isfinite(values).all(axis=1) & np.isfinite(bound) & (bound < 1e8)
-        self.values: ComplexArray = values
-        self.vectors: ComplexArray = vectors
+        parts = [m._eigen for m in models]
+        self.ok = np.array([part[3] for part in parts])
+        self.values: ComplexArray = np.stack([part[0] for part in parts]).astype(np.complex128)
+        self.vectors: ComplexArray = np.stack([part[1] for part in parts]).astype(np.complex128)
+        inverse = np.stack([part[2] for part in parts]).astype(np.complex128)
         self.inverse: ComplexArray = inverse
         self.offset = np.stack([m.b * m.dt for m in models])
         Q = np.stack([m.Q for m in models])

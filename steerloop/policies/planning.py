@@ -51,7 +51,7 @@ class PlanningContext(Protocol):
 
     @property
     def expected_length(self) -> float:
-        """Steps so far plus the expected steps left."""
+        """The loop's expected length (constant over a session when the horizon is unknown)."""
         ...
 
     @property
@@ -65,7 +65,7 @@ class PlanningContext(Protocol):
         ...
 
     def knowledge(self) -> Mapping[str, float]:
-        """Effective transitions known per strategy (own plus lent by the pool)."""
+        """Transitions known per strategy (the session's own, or lent by the pool)."""
         ...
 
     def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
@@ -94,7 +94,8 @@ def _explore(
     if memory.explore_target is not None:
         target = memory.explore_target
         if target in unknown and memory.explore_steps < budget and current == target:
-            memory.explore_steps += 1
+            if memory.last_switch_step is not None:  # learning the initial strategy is free
+                memory.explore_steps += 1
             return Verdict(None, f"exploring {target}: {known.get(target, 0.0):.0f} of {warmup} transitions known")
         memory.explore_target = None
     if not unknown or memory.explore_steps >= budget or not room:
@@ -106,7 +107,8 @@ def _explore(
 
     target = current if current in unknown else min(unknown, key=rank)
     memory.explore_target = target
-    memory.explore_steps += 1
+    if target != current or memory.last_switch_step is not None:
+        memory.explore_steps += 1
     memory.forget_plan()
     return Verdict(
         target,

@@ -184,10 +184,12 @@ def test_reload_rejects_other_objectives() -> None:
 # -- fleet pools -------------------------------------------------------------------------
 
 
-def explore_everything(session: Session, steps: int = 60) -> None:
+def explore_everything(session: Session, steps: int = 120) -> None:
+    """A long loop (told), so the exploration budget covers every strategy."""
     for step in range(steps):
         security = 0.7 if step % 3 == 0 else 0.5
-        session.update({"security": security, "efficiency": 0.6, "functionality": 0.7})
+        scores = {"security": security, "efficiency": 0.6, "functionality": 0.7}
+        session.update(scores, steps_left=steps - step - 1)
 
 
 def blind_exploration(reasons: list[str]) -> int:
@@ -213,14 +215,15 @@ def test_a_second_session_knows_what_the_first_learnt() -> None:
     decision = second.update(GOOD)
     assert decision.diagnostics["pool.sessions"] == 1.0
     assert decision.diagnostics["pool.transitions"] == pool.transitions("adaptive_integration")
-    # What the planner of the new session knows: nothing of its own, the pool's lent weight.
+    # What the planner of the new session knows: nothing of its own, the pool's lent
+    # weight in whole transitions (5 discounted transitions weigh 4.995).
     planning = StepPlanning(
         second._core.models, pool.prior, strategies, step=1, steps_left=None, seed=0
     )
     prior_weight = controller.policy.fleet.prior_weight
     for name, known in planning.knowledge().items():
         lent = min(prior_weight, pool.transitions(name))
-        assert known == pytest.approx(lent, rel=1e-12) and known > 4.0, name
+        assert known == round(lent) and known > 4.0, name  # whole transitions
     pooled = blind_exploration([second.update(GOOD).reason for _ in range(40)])
     assert pool.sessions == 2
     # Without a pool, a second session explores every strategy blind again.
@@ -229,18 +232,13 @@ def test_a_second_session_knows_what_the_first_learnt() -> None:
     alone = solo.session("second")
     assert solo.pool is None
     unpooled = blind_exploration([alone.update(GOOD).reason for _ in range(40)])
-    warmup = controller.policy.estimation.warmup
-    assert unpooled >= (len(strategies) - 1) * warmup - 1
+    # Alone, the budget (a quarter of the default 31-step horizon) is spent on the unknown.
+    assert unpooled >= 7
     assert pooled <= len(strategies) - 1 < unpooled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pool discounts every added transition (memory 2000): a strategy explored for "
-    "exactly `warmup` transitions weighs 4.995 < 5 in the pool, so the next session explores "
-    "it once more (policies/planning.py promises 'a fleet explores once')",
-)
 def test_a_fleet_explores_once() -> None:
+    # The pool's discounted weight (5 transitions weigh 4.995) is counted in whole transitions.
     controller = Controller("predictive", events=False)
     explore_everything(controller.session("first"))
     second = controller.session("second")

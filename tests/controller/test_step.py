@@ -110,10 +110,11 @@ def test_plan_diagnostics_only_with_a_plan_rule() -> None:
     ] == [None] * 4
     core, engine = core_for(load_preset("predictive"))
     rng = np.random.default_rng(0)
-    for _ in range(40):
+    for _ in range(80):
         levels = np.clip(np.array([0.6, 0.5, 0.7]) + 0.05 * rng.standard_normal(3), 0, 1)
         decision = core.step(step_input(levels.tolist(), steps_left=30), engine, None)
     d = decision.diagnostics
+    assert core.strategy in {name for name, m in core.models.drift_models.items() if m.count >= 8}
     assert d["plan.strategy"] in engine.policy.strategies
     value, margin = d["plan.value"], d["plan.margin"]
     assert isinstance(value, float) and 0.0 <= value <= 1.0

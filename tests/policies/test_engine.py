@@ -36,6 +36,9 @@ STRATEGIES = {
 }
 NAMES = list(STRATEGIES)
 WARMUP = 5
+#: Transitions after which the engine treats a strategy as known: the warm-up, and two per
+#: parameter of a row of Θ (d + 1 of them).
+KNOWN = max(WARMUP, 2 * (len(OBJECTIVES) + 1))
 
 
 def make_policy(rules: list[dict[str, Any]], **extra: Any) -> Policy:
@@ -99,6 +102,10 @@ class FakePlanning:
     @property
     def steps_left(self) -> int | None:
         return self.left
+
+    @property
+    def seed(self) -> int:
+        return 0
 
     def knowledge(self) -> Mapping[str, float]:
         return self.known
@@ -511,7 +518,7 @@ def test_plan_without_a_planning_context_holds() -> None:
 
 def test_plan_explores_unknown_strategies_within_the_budget() -> None:
     engine, memory = plan_engine(explore=0.25), EngineMemory()
-    known = {"adaptive_integration": 9.0, "security_focused": 6.0}
+    known = {"adaptive_integration": 9.0, "security_focused": 9.0}
     known |= {"efficiency_focused": 2.0, "feature_focused": 0.0}
     planning = FakePlanning(known, length=40.0)  # budget: 0.25 x 40 = 10 exploration steps
     strategy, trail = "adaptive_integration", []
@@ -520,7 +527,7 @@ def test_plan_explores_unknown_strategies_within_the_budget() -> None:
         strategy = outcome.strategy
         trail.append(strategy)
         if memory.explore_steps == 4:  # feature_focused has been run for 4 steps: it is known
-            planning.known["feature_focused"] = float(WARMUP)
+            planning.known["feature_focused"] = float(KNOWN)
     # The least known strategy first, held while it is unknown; then the next one.
     assert trail[:6] == ["feature_focused"] * 4 + ["efficiency_focused"] * 2
     assert memory.explore_steps == 10  # the whole budget, not one step more
@@ -541,14 +548,15 @@ def test_plan_explores_the_current_strategy_first_when_it_is_unknown() -> None:
     )
     assert outcome.strategy == "adaptive_integration"
     assert "explore adaptive_integration" in outcome.reason
-    assert (memory.explore_target, memory.explore_steps) == ("adaptive_integration", 1)
+    # Learning the strategy the session started on costs no exploration budget.
+    assert (memory.explore_target, memory.explore_steps) == ("adaptive_integration", 0)
 
 
 def test_plan_does_not_explore_when_the_loop_ends_too_soon() -> None:
     engine = plan_engine()
     known = everything_known() | {"feature_focused": 0.0}
     values = {Schedule("adaptive_integration"): 0.6}
-    for left, explores in [(3 * WARMUP - 1, False), (3 * WARMUP, True), (None, True)]:
+    for left, explores in [(3 * KNOWN - 1, False), (3 * KNOWN, True), (None, True)]:
         memory = EngineMemory()
         planning = FakePlanning(known, values, left=left)
         outcome = engine.decide(
@@ -718,7 +726,7 @@ def test_best_predicted_explores_then_exploits() -> None:
         "feature_focused": np.array([0.0, 0.5, 1.2]),
         "adaptive_integration": np.array([0.6, 0.65, 0.7]),
     }
-    one_known = FakePlanning(dict.fromkeys(NAMES, 0.0) | {"adaptive_integration": 5.0})
+    one_known = FakePlanning(dict.fromkeys(NAMES, 0.0) | {"adaptive_integration": float(KNOWN)})
     untried = engine.decide(diag(), context(7, "adaptive_integration", planning=one_known), memory)
     assert (untried.strategy, untried.reason.split("; ")[1]) == (
         "security_focused",
