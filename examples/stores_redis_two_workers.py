@@ -8,7 +8,10 @@ state travels through Redis too, like a conversation history would.
 
 At the end the same run is replayed in this process with a plain controller (no store), and
 every decision (strategy, rule, reason, prompt, diagnostics) and the final session state must
-be identical: the state store changes where the session lives, not what it decides.
+be identical: the state store changes where the session lives, not what it decides. The fleet
+pool lives in the store too; the workers sync it on every update (``fleet.sync_every: 1``,
+see :func:`policy`) so that their pool equals the single process's at every step (the default
+syncs every 10 updates, which is cheaper and decides from a pool up to 10 updates old).
 
 Run (a Redis server must be reachable)::
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from steerloop import Controller, Decision, SessionState
+from steerloop import Controller, Decision, Policy, SessionState, load_preset
 from steerloop.simulate import paper_environment
 from steerloop.stores import RedisStore, codec
 
@@ -81,11 +84,17 @@ def client_for(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout + 10)
 
 
+def policy() -> Policy:
+    """The ``paper`` preset, its fleet pool synced with the store on every update."""
+    paper = load_preset("paper")
+    return paper.model_copy(update={"fleet": paper.fleet.model_copy(update={"sync_every": 1})})
+
+
 def worker(index: int, url: str, namespace: str, steps: int, timeout: float) -> None:
     """Serve the steps ``index + 1, index + 3, ...`` when it is this worker's turn."""
     client = client_for(url, timeout)
     store = RedisStore(url, namespace=namespace, timeout=timeout / 4)
-    controller = Controller(preset="paper", store=store)
+    controller = Controller(policy(), store=store)
     for step in range(index, steps, 2):
         if client.blpop([f"{namespace}:turn:{index}"], timeout=timeout) is None:
             raise SystemExit(f"worker {index}: no turn within {timeout:g} s")
@@ -99,7 +108,7 @@ def worker(index: int, url: str, namespace: str, steps: int, timeout: float) -> 
 
 def single_process(initial: list[float], steps: int) -> tuple[list[dict[str, Any]], str]:
     """The reference run: one process, no store."""
-    session = Controller(preset="paper").session(SESSION)
+    session = Controller(policy()).session(SESSION)
     env_state, decisions = initial, []
     for step in range(steps):
         decision, env_state = respond(env_state, step, session.update)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from steerloop.controller.decision import Decision
 from steerloop.controller.events import SteerloopEvents
-from steerloop.controller.pools import FleetPool
+from steerloop.controller.pools import FleetPool, StoredPool
 from steerloop.controller.session import Session
 from steerloop.controller.settings import ModelSettings
 from steerloop.controller.state import SessionState
@@ -130,6 +130,12 @@ class Controller:
         self._scorer = self._build_scorer(resolved)
         self._store = store
         self._pool = pool if pool is not None else _default_pool(resolved)
+        self._stored_pool: StoredPool | None = None
+        if store is not None and self._pool is not None:
+            key = resolved.fleet.key or resolved.name or "default"
+            self._stored_pool = StoredPool(
+                self._pool, store, f"pool:{key}", every=resolved.fleet.sync_every
+            )
         self.events: SteerloopEvents | None = None
         if events:
             SteerloopEvents().bind(self)  # sets self.events
@@ -190,8 +196,13 @@ class Controller:
 
     @property
     def pool(self) -> FleetPool | None:
-        """The fleet pool sessions share, if any."""
+        """The fleet pool sessions share, if any (this worker's copy, with a store)."""
         return self._pool
+
+    @property
+    def step_pool(self) -> FleetPool | StoredPool | None:
+        """What a step reads and adds to: the pool, or its store-backed wrapper."""
+        return self._stored_pool if self._stored_pool is not None else self._pool
 
     @property
     def history_size(self) -> int:

@@ -16,7 +16,7 @@ steps (a session whose task differs from the fleet's soon follows its own data).
 
 Pools are keyed by the policy's ``fleet.key`` (default: the policy's name) and live in the
 controller's process; :class:`FleetPool` is thread-safe. With a session store, pools are kept
-in the store under the same compare-and-set discipline (:mod:`steerloop.controller.store_sync`).
+in the store under the same compare-and-set discipline (:class:`StoredPool`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from steerloop.estimators.rls import LeastSquaresStats, RecursiveLeastSquares
 
-__all__ = ["FleetPool", "PoolState"]
+if TYPE_CHECKING:
+    from steerloop.stores.base import StateStore
+
+__all__ = ["FleetPool", "PoolState", "StoredPool"]
 
 FloatArray = NDArray[np.float64]
 
@@ -62,6 +66,7 @@ class FleetPool:
         if not memory >= 1.0:
             raise ValueError(f"memory must be >= 1 transition, got {memory}")
         self._dim = dim
+        self._memory = float(memory)
         self._forgetting = 1.0 - 1.0 / memory
         self._prior_weight = float(prior_weight)
         self._fits: dict[str, RecursiveLeastSquares] = {}
@@ -69,6 +74,21 @@ class FleetPool:
         self._lock = threading.Lock()
         self._version = 0
         self._priors: dict[str, tuple[LeastSquaresStats, LeastSquaresStats]] = {}
+
+    @property
+    def dim(self) -> int:
+        """Number of objectives d."""
+        return self._dim
+
+    @property
+    def memory(self) -> float:
+        """Effective transitions kept per strategy."""
+        return self._memory
+
+    @property
+    def prior_weight(self) -> float:
+        """Largest weight the pool lends one session."""
+        return self._prior_weight
 
     @property
     def sessions(self) -> int:
@@ -154,3 +174,137 @@ class FleetPool:
             }
             self._sessions = state.sessions
             self._version += 1
+
+
+class StoredPool:
+    """A :class:`FleetPool` kept in a session store (one value per pool key).
+
+    The store holds the pooled statistics; this worker keeps a copy and the transitions it
+    added since it last wrote (its *delta*). :meth:`refresh` brings the copy up to date
+    (one read, the value only when another worker changed it); :meth:`flush` adds the delta to
+    the stored statistics by the stores' compare-and-set read–modify–write
+    (:func:`steerloop.stores.sync.read_modify_write`), so workers never overwrite each other's
+    transitions and the store stays the one source of truth. The session store path of
+    :meth:`steerloop.Session.update` refreshes before a step and flushes after it, so workers
+    sharing a store decide as one process would.
+
+    Parameters
+    ----------
+    pool : FleetPool
+        The local copy (what sessions of this worker read).
+    store : StateStore
+        The shared store.
+    key : str
+        The pool's key in the store (``"pool:" + fleet key``).
+    every : int
+        Updates between two syncs (``fleet.sync_every``): 1 keeps every worker's pool equal to
+        the store's at every step (workers then decide exactly as one process; two more round
+        trips per update); the default 10 costs them on one update in ten.
+    """
+
+    def __init__(self, pool: FleetPool, store: StateStore, key: str, every: int = 10) -> None:
+        from steerloop.stores.sync import StoredCopy
+
+        self.pool = pool
+        self._store = store
+        self._key = key
+        self._stored = StoredCopy()
+        self._delta = FleetPool(pool.dim, memory=pool.memory, prior_weight=pool.prior_weight)
+        self._base = PoolState({}, 0)  # the stored statistics, as far as this worker knows
+        self._lock = threading.Lock()
+        self._every = max(1, int(every))
+        self._updates = 0
+
+    def due(self) -> bool:
+        """Whether this update syncs (every ``every`` updates of this worker, the first one
+        included); call once per update."""
+        due = self._updates % self._every == 0
+        self._updates += 1
+        return due
+
+    @property
+    def sessions(self) -> int:
+        """Sessions in the local copy."""
+        return self.pool.sessions
+
+    def transitions(self, strategy: str) -> float:
+        """Effective transitions of ``strategy`` in the local copy."""
+        return self.pool.transitions(strategy)
+
+    def prior(self, strategy: str) -> LeastSquaresStats | None:
+        """The local copy's prior for ``strategy`` (:meth:`FleetPool.prior`)."""
+        return self.pool.prior(strategy)
+
+    def add(self, strategy: str, previous: FloatArray, current: FloatArray, dt: float, *, first: bool) -> None:
+        """Pool a transition locally and remember it for the next :meth:`flush`."""
+        with self._lock:
+            self.pool.add(strategy, previous, current, dt, first=first)
+            self._delta.add(strategy, previous, current, dt, first=first)
+
+    def refresh(self) -> None:
+        """Load the stored pool if another worker changed it (keeping the unsent delta)."""
+        from steerloop.stores.sync import sync
+
+        with self._lock:
+            sync(self._store, self._key, self._stored, load=self._load, fresh=self._fresh)
+
+    def flush(self) -> None:
+        """Add the unsent delta to the stored pool (compare-and-set; nothing when empty)."""
+        from steerloop.stores.sync import read_modify_write
+
+        with self._lock:
+            delta = self._delta.to_state()
+            if not delta.strategies and not delta.sessions:
+                return
+
+            def load(value: bytes) -> None:
+                self._base = _decode(value)
+
+            def fresh() -> None:
+                self._base = PoolState({}, 0)
+
+            def step() -> None:
+                merged = FleetPool(self.pool.dim, memory=self.pool.memory)
+                merged.load(self._base)
+                merged.merge(delta)
+                self._base = merged.to_state()
+
+            read_modify_write(
+                self._store,
+                self._key,
+                self._stored,
+                load=load,
+                fresh=fresh,
+                step=step,
+                dump=lambda: _encode(self._base),
+                dump_result=lambda _none: b"",
+                load_result=lambda _bytes: None,
+            )
+            self.pool.load(self._base)
+            self._delta = FleetPool(
+                self.pool.dim, memory=self.pool.memory, prior_weight=self.pool.prior_weight
+            )
+
+    def _load(self, value: bytes) -> None:
+        self._base = _decode(value)
+        self.pool.load(self._base)
+        self.pool.merge(self._delta.to_state())
+
+    def _fresh(self) -> None:
+        self._base = PoolState({}, 0)
+        self.pool.load(self._base)
+        self.pool.merge(self._delta.to_state())
+
+
+def _encode(state: PoolState) -> bytes:
+    from steerloop.controller.tree import to_tree
+    from steerloop.stores import codec
+
+    return codec.encode(to_tree(state, arrays="raw"))
+
+
+def _decode(value: bytes) -> PoolState:
+    from steerloop.controller.tree import from_tree
+    from steerloop.stores import codec
+
+    return from_tree(PoolState, codec.decode(value))

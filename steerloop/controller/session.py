@@ -165,8 +165,10 @@ class Session:
         with self._lock:
             finish = controller._start_step(self) if controller._step_hooks else []
             self._sync_policy()
+            self._core.pending = None
             if controller.store is None:
                 decision = self._guarded_step(data)
+                self._commit_transition()
             else:
                 decision, replayed = self._stored_step(data, idempotency_key)
             self._last_decision = decision
@@ -183,6 +185,11 @@ class Session:
         store = self._controller.store
         assert store is not None
         replayed: list[Decision] = []
+        stored_pool = self._controller._stored_pool
+        if stored_pool is not None and not stored_pool.due():
+            stored_pool = None  # not this update (fleet.sync_every)
+        if stored_pool is not None:  # the fleet pool as the other workers left it
+            stored_pool.refresh()
 
         def replay(stored: bytes) -> Decision:
             replayed.append(_load_decision(stored))
@@ -203,7 +210,18 @@ class Session:
         if replayed and self._stored.dirty:  # this copy stepped, the store had not
             with contextlib.suppress(StoreError):  # else the next call reloads it
                 sync(store, self._id, self._stored, load=self._load_wire, fresh=self._reset)
+        if not replayed:
+            self._commit_transition()
+            if stored_pool is not None:
+                stored_pool.flush()
         return decision, bool(replayed)
+
+    def _commit_transition(self) -> None:
+        """Add the final step's learnt transition to the fleet pool (once per update)."""
+        pending, self._core.pending = self._core.pending, None
+        pool = self._controller.step_pool
+        if pending is not None and pool is not None:
+            pending.add_to(pool)
 
     def _check(
         self,
@@ -255,7 +273,7 @@ class Session:
         """The core's step, failing open (holding the strategy) unless strict."""
         controller = self._controller
         try:
-            return self._core.step(data, controller.engine, controller.pool)
+            return self._core.step(data, controller.engine, controller.step_pool)
         except (SteerloopError, ArithmeticError, ValueError, np.linalg.LinAlgError) as error:
             if controller.strict:
                 raise

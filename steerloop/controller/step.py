@@ -44,14 +44,29 @@ from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies.schema import PlanAction, Policy
 
 if TYPE_CHECKING:
-    from steerloop.controller.pools import FleetPool
+    from steerloop.controller.pools import FleetPool, StoredPool
 
-__all__ = ["IMPROVEMENT", "SessionCore", "StepInput"]
+__all__ = ["IMPROVEMENT", "PendingTransition", "SessionCore", "StepInput"]
 
 FloatArray = NDArray[np.float64]
 
 #: A rise of objective.min by more than this resets ``progress.stall``.
 IMPROVEMENT = 1e-3
+
+
+@dataclass(frozen=True)
+class PendingTransition:
+    """A learnt transition waiting to be added to the fleet pool."""
+
+    strategy: str
+    previous: FloatArray
+    current: FloatArray
+    dt: float
+    first: bool
+
+    def add_to(self, pool: FleetPool | StoredPool) -> None:
+        """Add it to ``pool``."""
+        pool.add(self.strategy, self.previous, self.current, self.dt, first=self.first)
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,15 @@ class SessionCore:
         self.models = SessionModels(settings)
         self.memory = EngineMemory()
         self.seed = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "little")
+        # The transition the last step learnt, for the fleet pool: added by the session once
+        # the step is final (with a store, after its write landed; not part of the state).
+        self.pending: PendingTransition | None = None
 
     # -- the step -----------------------------------------------------------------------
 
-    def step(self, data: StepInput, engine: PolicyEngine, pool: FleetPool | None) -> Decision:
+    def step(
+        self, data: StepInput, engine: PolicyEngine, pool: FleetPool | StoredPool | None
+    ) -> Decision:
         """Run one update (module docstring) and return its decision."""
         policy = engine.policy
         prior = _prior_source(pool)
@@ -135,7 +155,10 @@ class SessionCore:
             self.strategy_steps = 0
         self.models.predict(self.strategy, prior)
         if learned.transition is not None and pool is not None:  # last: the step's fits are done
-            pool.add(strategy, *learned.transition, policy.estimation.dt, first=not self.contributed)
+            previous, current = learned.transition
+            self.pending = PendingTransition(
+                strategy, previous, current, policy.estimation.dt, not self.contributed
+            )
             self.contributed = True
         return Decision(
             strategy=self.strategy,
@@ -166,7 +189,7 @@ class SessionCore:
         learned: Learned,
         policy: Policy,
         strategy: str,
-        pool: FleetPool | None,
+        pool: FleetPool | StoredPool | None,
         planning: StepPlanning | None,
         interference: FloatArray | None,
     ) -> tuple[dict[str, DiagnosticValue], dict[str, Callable[[], DiagnosticValue]]]:
@@ -288,7 +311,9 @@ class SessionCore:
         return core
 
 
-def _prior_source(pool: FleetPool | None) -> Callable[[str], LeastSquaresStats | None]:
+def _prior_source(
+    pool: FleetPool | StoredPool | None,
+) -> Callable[[str], LeastSquaresStats | None]:
     if pool is None:
         return lambda _strategy: None
     return pool.prior

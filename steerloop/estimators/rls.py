@@ -111,7 +111,7 @@ class LeastSquaresStats:
             cross=self.cross * factor,
             target_scatter=self.target_scatter * factor,
             weight=self.weight * factor,
-            weight_sq=self.weight_sq * factor * factor,
+            weight_sq=factor * factor * self.weight_sq,
         )
 
     def plus(self, other: LeastSquaresStats) -> LeastSquaresStats:

@@ -338,6 +338,12 @@ class Fleet(_Model):
     memory: float = Field(
         2000.0, ge=1.0, le=1e9, description="effective transitions a pool keeps per strategy"
     )
+    sync_every: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="with a session store: updates between two syncs of the pool with the store",
+    )
 
 
 class AlertAction(_Model):

@@ -122,20 +122,31 @@ def test_plan_diagnostics_only_with_a_plan_rule() -> None:
     assert d["plan.horizon"] == 30.0
 
 
-def test_a_learnt_transition_goes_to_the_pool_after_the_step() -> None:
+def test_a_learnt_transition_waits_for_the_pool_until_the_step_is_final() -> None:
     policy = make_policy(fleet={"pool": True})
     core, engine = core_for(policy)
     pool = FleetPool(3)
-    core.step(step_input([0.5, 0.6, 0.7]), engine, pool)
+
+    def step(levels: list[float], session: Any = core) -> Any:
+        decision = session.step(step_input(levels), engine, pool)
+        if session.pending is not None:  # what Session does once the step is final
+            session.pending.add_to(pool)
+            session.pending = None
+        return decision
+
+    step([0.5, 0.6, 0.7])
     assert (pool.sessions, pool.transitions("balanced"), core.contributed) == (0, 0.0, False)
     decision = core.step(step_input([0.55, 0.6, 0.7]), engine, pool)
     assert decision.diagnostics["pool.transitions"] == 0.0  # read before this step's transition
+    assert pool.transitions("balanced") == 0.0 and core.pending is not None  # not added yet
+    core.pending.add_to(pool)
+    core.pending = None
     assert (pool.sessions, pool.transitions("balanced"), core.contributed) == (1, 1.0, True)
-    core.step(step_input([0.6, 0.6, 0.7]), engine, pool)
+    step([0.6, 0.6, 0.7])
     assert pool.sessions == 1  # a session counts once
     other, _ = core_for(policy, "other")
-    other.step(step_input([0.5, 0.6, 0.7]), engine, pool)
-    other.step(step_input([0.5, 0.6, 0.7]), engine, pool)
+    step([0.5, 0.6, 0.7], other)
+    step([0.5, 0.6, 0.7], other)
     assert pool.sessions == 2
 
 

@@ -35,7 +35,8 @@ def test_quick_run_reports_every_goal() -> None:
     }
     assert all(isinstance(g["value"], int | float) for g in document["goals"])
     assert document["hot"]["lost"] == 0 and document["hot"]["consistent"] is True
-    assert document["round_trips"]["one_worker"] == 1.0
+    # One round trip per update, plus two for the fleet pool every fleet.sync_every (10).
+    assert document["round_trips"]["one_worker"] <= 1.2 + 1e-9
 
 
 def test_the_markdown_section_replaces_only_itself(tmp_path: Path) -> None:
