@@ -36,7 +36,9 @@ _FOCUS = {"efficiency_focused": 1, "security_focused": 0, "feature_focused": 2}
 KINDS = ("balanced", "specialist", "phase", "mixed")
 
 
-def _drift(rng: np.random.Generator, rates: FloatArray, coupling: float, rotate: bool) -> FloatArray:
+def _drift(
+    rng: np.random.Generator, rates: FloatArray, coupling: float, rotate: bool
+) -> FloatArray:
     """A stable drift matrix with per-step rates ``rates`` (−eigenvalues), coupled and rotated."""
     d = rates.shape[0]
     if rotate:

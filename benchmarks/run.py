@@ -1096,7 +1096,8 @@ METHOD = """\
   RLS and the phase test with its confidence margin, eigvals of A (rate, spectral radius of
   I + A, regime tests), cond(A) and x* = −A⁻¹b, the EW correlation and its minimum, the
   paper's rules as `if`s, and the Kalman predict with F = I + A while it contracts: each
-  item of docs/architecture.md's step. It has no input validation, missing-value handling, covariance
+  item of docs/architecture.md's step. It has no input validation, missing-value handling,
+  covariance
   stabilisation, diagnostics mapping, rule engine, decision object or telemetry: the ratio
   is the price of all of those. The "minimal floor" row takes the issue's list literally
   (Kalman predict + update, one RLS update, eigvals, one EW correlation, comparisons).

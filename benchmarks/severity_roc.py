@@ -54,7 +54,10 @@ def render(table: dict[float, list[float]]) -> str:
     """The table as Markdown."""
     head = "| α − β | " + " | ".join(f"z = {z:g}" for z in ZS) + " |"
     rule = "|---" * (len(ZS) + 1) + "|"
-    rows = [f"| {m:+.1f} | " + " | ".join(f"{v:.0%}" for v in values) + " |" for m, values in table.items()]
+    rows = [
+        f"| {m:+.1f} | " + " | ".join(f"{v:.0%}" for v in values) + " |"
+        for m, values in table.items()
+    ]
     return "\n".join([head, rule, *rows])
 
 

@@ -53,7 +53,14 @@ TUNING_SEEDS = tuple(range(1000, 1024))
 SESSIONS = 16
 WAVES = 4
 LENGTHS = (30, 50, 80)
-STEERED = ("paper", "predictive", "predictive-untold", "predictive-short", "predictive-long", "predictive-solo")
+STEERED = (
+    "paper",
+    "predictive",
+    "predictive-untold",
+    "predictive-short",
+    "predictive-long",
+    "predictive-solo",
+)
 
 
 @dataclass
@@ -93,7 +100,9 @@ def _session_rngs(seed: int) -> list[np.random.Generator]:
     return [np.random.default_rng([seed, index]) for index in range(SESSIONS)]
 
 
-def _drive(env: Environment, choosers: Sequence[Chooser], rngs: Sequence[np.random.Generator], length: int) -> tuple[FloatArray, list[list[str]]]:
+def _drive(
+    env: Environment, choosers: Sequence[Chooser], rngs: Sequence[np.random.Generator], length: int
+) -> tuple[FloatArray, list[list[str]]]:
     """Run sessions in lockstep: observe y_t, choose, step; final true states and trails."""
     states = [env.reset(1, rng) for rng in rngs]
     trails: list[list[str]] = [[] for _ in choosers]
@@ -276,11 +285,18 @@ def summarise(results: Sequence[EnvironmentResult]) -> dict[str, dict[str, float
             ]
         )
         volume = np.array(
-            [r.outcomes[scheme].volume / max(r.outcomes[s].volume for s in STRATEGIES) for r in random_results]
+            [
+                r.outcomes[scheme].volume / max(r.outcomes[s].volume for s in STRATEGIES)
+                for r in random_results
+            ]
         )
         switches = sum(r.outcomes[scheme].switches for r in random_results)
         reversed_ = sum(r.outcomes[scheme].reversed for r in random_results)
-        paper = [r.outcomes[scheme].worst / r.outcomes["adaptive_integration"].worst for r in results if r.kind == "paper"]
+        paper = [
+            r.outcomes[scheme].worst / r.outcomes["adaptive_integration"].worst
+            for r in results
+            if r.kind == "paper"
+        ]
         table[scheme] = {
             "within_5pct": float((ratios >= 0.95).mean()) if ratios.size else math.nan,
             "above": float((ratios > 1.0 + 1e-9).mean()) if ratios.size else math.nan,
@@ -296,14 +312,17 @@ def summarise(results: Sequence[EnvironmentResult]) -> dict[str, dict[str, float
 def render(table: dict[str, dict[str, float]], title: str) -> str:
     lines = [
         title,
-        "| scheme | within 5 % of best static | strictly above | median ratio | median hypervolume ratio | beats best bandit | reversed switches | paper env vs static AI |",
+        "| scheme | within 5 % of best static | strictly above | median ratio "
+        "| median hypervolume ratio | beats best bandit | reversed switches "
+        "| paper env vs static AI |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for scheme, row in table.items():
         lines.append(
-            f"| {scheme} | {row['within_5pct']:.0%} | {row['above']:.0%} | {row['median_ratio']:.3f} | "
-            f"{row['median_volume_ratio']:.3f} | {row['beats_bandit']:.0%} | {row['reversed_share']:.0%} | "
-            f"{row['paper_vs_ai']:.3f} |"
+            f"| {scheme} | {row['within_5pct']:.0%} | {row['above']:.0%} "
+            f"| {row['median_ratio']:.3f} | {row['median_volume_ratio']:.3f} "
+            f"| {row['beats_bandit']:.0%} | {row['reversed_share']:.0%} "
+            f"| {row['paper_vs_ai']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -337,8 +356,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--json", help="also write every outcome to this file")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="PATH=VALUE",
-        help="tuning: override a field of the predictive preset (YAML value), e.g. switching.min_dwell=2",
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="tuning: override a field of the predictive preset (YAML value), "
+        "e.g. switching.min_dwell=2",
     )
     parser.add_argument("--schemes", nargs="+", help="only these steered schemes")
     args = parser.parse_args(argv)

@@ -47,9 +47,9 @@ __all__ = [
     "SteerloopError",
     "StoreConflictError",
     "StoreError",
-    "TrajectoryFormatError",
     "StoreInDoubtError",
     "StoreUnavailableError",
+    "TrajectoryFormatError",
 ]
 
 
@@ -217,6 +217,8 @@ class ScoreWarning(UserWarning):
     The value counted as missing (``errors``/``scores.unknown`` diagnostics); a session warns
     once per key. Pass ``strict=True`` to the controller to raise instead.
     """
+
+
 class StoreConflictError(StoreError):
     """A compare-and-set found another version than expected; nothing was written.
 

@@ -24,7 +24,9 @@ MODULES = sorted(
 def test_docstring_examples_pass(name: str) -> None:
     module = importlib.import_module(name)
     try:
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        result = doctest.testmod(
+            module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+        )
     finally:
         structlog.reset_defaults()  # capture_logs in an example configures structlog
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"

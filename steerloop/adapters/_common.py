@@ -1,8 +1,8 @@
 """Shared glue of the adapters: scoring a response, failing open, counting faults, targets.
 
 Every adapter funnels a response through :class:`Observer`, so the fault policy is the same
-everywhere (docs/architecture.md "Conventions"): a scorer or controller error is caught, counted on the
-adapter, logged as a ``steerloop.adapter_fault`` structlog event — with the adapter, stage,
+everywhere (docs/architecture.md "Conventions"): a scorer or controller error is caught, counted
+on the adapter, logged as a ``steerloop.adapter_fault`` structlog event — with the adapter, stage,
 session id and error type, never the prompt or response text — and the caller gets ``None``
 instead of a :class:`~steerloop.controller.session.Decision`. ``strict=True`` re-raises.
 """

@@ -169,4 +169,3 @@ def interference_diagnostics(
                 lowest = value
     out["interference.min"] = lowest
     return out
-

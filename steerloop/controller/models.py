@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from steerloop.controller.settings import NOISE_PRIOR, NOISE_PRIOR_WEIGHT, ModelSettings
 from steerloop.errors import NumericalError
 from steerloop.estimators.drift import DriftFit, DriftModel, DriftState
 from steerloop.estimators.interference import InterferenceState, InterferenceTracker
@@ -38,7 +39,6 @@ from steerloop.estimators.noise import lag_evidence, pooled_measurement_noise, p
 from steerloop.estimators.planner import StrategyModel, equilibrium_covariance
 from steerloop.estimators.rls import LeastSquaresStats
 from steerloop.estimators.severity_model import SeverityModel, SeverityState
-from steerloop.controller.settings import NOISE_PRIOR, NOISE_PRIOR_WEIGHT, ModelSettings
 
 __all__ = ["Evidence", "Learned", "ModelsState", "PriorSource", "SessionModels"]
 
@@ -102,7 +102,9 @@ class SessionModels:
         self._kalman = ObjectiveFilter(settings.dim)
         self._drift: dict[str, DriftModel] = {}
         self._interference = InterferenceTracker(
-            settings.objectives, forgetting=settings.forgetting, min_effective=settings.min_effective
+            settings.objectives,
+            forgetting=settings.forgetting,
+            min_effective=settings.min_effective,
         )
         self._severity = SeverityModel(settings.severity)
         # R̂ in force during a step, and R̂ for the next step (updated by step 3): the fits of
@@ -217,7 +219,12 @@ class SessionModels:
         )
 
     def _learn_transition(
-        self, values: FloatArray, filtered: FloatArray, complete: bool, any_used: bool, strategy: str
+        self,
+        values: FloatArray,
+        filtered: FloatArray,
+        complete: bool,
+        any_used: bool,
+        strategy: str,
     ) -> tuple[FloatArray, FloatArray] | None:
         """Drift and interference learning of step 2; the transition learned, if any."""
         learned = None
@@ -352,7 +359,8 @@ class SessionModels:
         models = cls(settings)
         models._kalman = ObjectiveFilter.from_state(state.kalman)
         models._drift = {
-            name: DriftModel.from_state(drift, settings.drift) for name, drift in state.drift.items()
+            name: DriftModel.from_state(drift, settings.drift)
+            for name, drift in state.drift.items()
         }
         models._interference = InterferenceTracker.from_state(
             state.interference,

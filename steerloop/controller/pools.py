@@ -105,7 +105,9 @@ class FleetPool:
         fit = self._fits.get(strategy)
         return 0.0 if fit is None else fit.stats.weight
 
-    def add(self, strategy: str, previous: FloatArray, current: FloatArray, dt: float, *, first: bool) -> None:
+    def add(
+        self, strategy: str, previous: FloatArray, current: FloatArray, dt: float, *, first: bool
+    ) -> None:
         """Pool one transition ``previous`` → ``current`` of ``strategy``.
 
         ``first`` says it is the contributing session's first transition (counted in
@@ -235,7 +237,9 @@ class StoredPool:
         """The local copy's prior for ``strategy`` (:meth:`FleetPool.prior`)."""
         return self.pool.prior(strategy)
 
-    def add(self, strategy: str, previous: FloatArray, current: FloatArray, dt: float, *, first: bool) -> None:
+    def add(
+        self, strategy: str, previous: FloatArray, current: FloatArray, dt: float, *, first: bool
+    ) -> None:
         """Pool a transition locally and remember it for the next :meth:`flush`."""
         with self._lock:
             self.pool.add(strategy, previous, current, dt, first=first)

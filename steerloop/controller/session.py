@@ -28,8 +28,8 @@ from steerloop.controller.decision import Decision
 from steerloop.controller.state import SessionState
 from steerloop.controller.step import SessionCore, StepInput
 from steerloop.errors import ScorerError, ScoreWarning, SteerloopError, StoreError
-from steerloop.scoring.validation import check_score, check_scores
 from steerloop.policies.outcome import Alert
+from steerloop.scoring.validation import check_score, check_scores
 from steerloop.stores import codec
 from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
@@ -248,7 +248,9 @@ class Session:
         if steps_left is not None and steps_left < 0:
             raise ValueError(f"steps_left must be >= 0, got {steps_left}")
         problems = [f"{name!r}: {reason}" for name, reason in result.invalid.items()]
-        problems += [f"{key!r}: not an objective of the policy {objectives}" for key in result.unknown]
+        problems += [
+            f"{key!r}: not an objective of the policy {objectives}" for key in result.unknown
+        ]
         if problems and self._controller.strict:
             raise ValueError("invalid scores (strict mode): " + "; ".join(problems))
         for problem, key in zip(problems, [*result.invalid, *result.unknown], strict=True):

@@ -23,7 +23,7 @@ from steerloop.errors import SnapshotVersionError
 
 __all__ = ["READABLE_SCHEMA_VERSIONS", "SNAPSHOT_SCHEMA_VERSION", "SessionState"]
 
-SNAPSHOT_SCHEMA_VERSION = 3
+SNAPSHOT_SCHEMA_VERSION: Literal[3] = 3
 #: Versions :class:`SessionState` reads.
 READABLE_SCHEMA_VERSIONS = (3,)
 

@@ -236,7 +236,10 @@ class SessionCore:
         alpha, beta, gamma = severity.parameters()
         numbers = (alpha, beta, gamma, alpha - beta, severity.margin_stderr)
         values.update(
-            {f"severity.{k}": (v if math.isfinite(v) else None) for k, v in zip(keys, numbers, strict=True)}
+            {
+                f"severity.{k}": (v if math.isfinite(v) else None)
+                for k, v in zip(keys, numbers, strict=True)
+            }
         )
         values["severity.phase"] = severity.phase
         try:
@@ -276,7 +279,9 @@ class SessionCore:
         )
 
     @classmethod
-    def from_state(cls, state: SessionState, policy: Policy, settings: ModelSettings) -> SessionCore:
+    def from_state(
+        cls, state: SessionState, policy: Policy, settings: ModelSettings
+    ) -> SessionCore:
         """Rebuild from :meth:`to_state` output under ``policy``.
 
         Raises

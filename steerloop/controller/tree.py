@@ -47,7 +47,10 @@ class TreeError(ValueError):
 def to_tree(value: Any, *, arrays: Literal["base64", "raw"] = "base64") -> Any:
     """``value`` (a snapshot dataclass or a part of one) as a tree (module docstring)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_tree(getattr(value, f.name), arrays=arrays) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_tree(getattr(value, f.name), arrays=arrays)
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, np.ndarray):
         array = np.asarray(value, dtype=_FLOAT64, order="C")  # 0-d stays 0-d
         if arrays == "raw":
@@ -92,7 +95,7 @@ def _read(kind: Any, tree: Any, where: str) -> Any:
             except TreeError:
                 continue
         raise TreeError(f"{where}: {type(tree).__name__} fits none of {options}")
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(tree, Mapping):
             raise TreeError(f"{where}: expected an object, got {type(tree).__name__}")
         hints = _hints(kind)

@@ -189,7 +189,7 @@ def equilibrium_of(A: FloatArray, b: FloatArray) -> FloatArray | None:
         return None
     if not np.linalg.cond(A) <= EQUILIBRIUM_MAX_CONDITION:
         return None
-    solution = -np.linalg.solve(A, b)
+    solution = np.asarray(-np.linalg.solve(A, b), dtype=np.float64)
     return solution if np.isfinite(solution).all() else None
 
 
@@ -345,7 +345,9 @@ class DriftModel:
         self._lag *= lam
         self._lag_weight *= lam
         last = self._last
-        if last is not None and np.allclose(last[:d] + last[d + 1 :] * dt, x0, rtol=0.0, atol=1e-12):
+        if last is not None and np.allclose(
+            last[:d] + last[d + 1 :] * dt, x0, rtol=0.0, atol=1e-12
+        ):
             self._lag += np.outer(u, last)
             self._lag_weight += 1.0
         self._last = u
@@ -424,7 +426,9 @@ class DriftModel:
         )
         d = config.dim
         if (model._rls.n_features, model._rls.n_outputs) != (d + 1, d):
-            raise ShapeError("stats.cross", (d + 1, d), (model._rls.n_features, model._rls.n_outputs))
+            raise ShapeError(
+                "stats.cross", (d + 1, d), (model._rls.n_features, model._rls.n_outputs)
+            )
         lag = np.array(state.lag_scatter, dtype=np.float64)
         if lag.shape != (2 * d + 1, 2 * d + 1):
             raise ShapeError("lag_scatter", (2 * d + 1, 2 * d + 1), lag.shape)

@@ -176,7 +176,8 @@ class InterferenceTracker:
             If a stream's dimension differs from ``len(objectives)``.
         """
         tracker = cls(objectives, forgetting=forgetting, min_effective=min_effective)
-        streams = {None: state.pooled, **state.by_strategy}
+        streams: dict[str | None, EWMomentsState] = {None: state.pooled}
+        streams.update(state.by_strategy)
         for name, stream_state in streams.items():
             stream = EWMoments.from_state(stream_state, forgetting=forgetting)
             if stream.dim != len(tracker._objectives):

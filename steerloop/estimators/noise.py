@@ -38,9 +38,11 @@ Examples
 >>> R_true = np.array([0.01, 0.02])
 >>> lag = -F @ np.diag(R_true)
 >>> evidence = lag_evidence(F, lag)
->>> np.round(pooled_measurement_noise([(evidence, 100.0)], prior=1e-4, prior_weight=1.0), 4).tolist()
+>>> R_hat = pooled_measurement_noise([(evidence, 100.0)], prior=1e-4, prior_weight=1.0)
+>>> np.round(R_hat, 4).tolist()
 [0.0096, 0.0197]
->>> Q = process_noise(np.diag([0.05, 0.06]) + np.diag(R_true) + F @ np.diag(R_true) @ F.T, R_true, F)
+>>> step = np.diag([0.05, 0.06]) + np.diag(R_true) + F @ np.diag(R_true) @ F.T
+>>> Q = process_noise(step, R_true, F)
 >>> np.round(Q, 6).tolist()
 [[0.05, 0.0], [0.0, 0.06]]
 """

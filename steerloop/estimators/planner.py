@@ -41,7 +41,8 @@ Examples
 >>> result.schedule.first, round(result.value, 2)
 ('fast', 0.6)
 >>> settings = PlanSettings(horizons=((80, 1.0),), two_phase=False)
->>> plan(np.array([0.2, 0.2]), 0.01 * np.eye(2), {"slow": slow, "fast": fast}, settings).schedule.first
+>>> models = {"slow": slow, "fast": fast}
+>>> plan(np.array([0.2, 0.2]), 0.01 * np.eye(2), models, settings).schedule.first
 'slow'
 """
 
@@ -226,7 +227,10 @@ class _Dynamics:
         Q = np.stack([m.Q for m in models])
         self.noise: ComplexArray = inverse @ Q @ inverse.conj().transpose(0, 2, 1)
         self.x_cov = np.stack(
-            [np.zeros((d, d)) if m.equilibrium_covariance is None else m.equilibrium_covariance for m in models]
+            [
+                np.zeros((d, d)) if m.equilibrium_covariance is None else m.equilibrium_covariance
+                for m in models
+            ]
         )
 
     def propagate(
@@ -255,7 +259,9 @@ class _Dynamics:
         Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
         new_mean = (Fn @ mean[:, :, None])[:, :, 0] + (Gn @ self.offset[index][:, :, None])[:, :, 0]
         gap = np.eye(self.dim)[None] - Fn
-        new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        new_cov = (
+            Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        )
         return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
 
 
@@ -283,9 +289,7 @@ def _candidates(names: Sequence[str], settings: PlanSettings) -> list[Schedule]:
     if not settings.two_phase or len(names) < 2:
         return holds
     mean_horizon = sum(steps * weight for steps, weight in settings.horizons)
-    splits = sorted(
-        {max(settings.min_phase, 1, round(f * mean_horizon)) for f in settings.splits}
-    )
+    splits = sorted({max(settings.min_phase, 1, round(f * mean_horizon)) for f in settings.splits})
     return holds + [
         Schedule(first, k, second)
         for first in names
@@ -337,7 +341,10 @@ def plan(
     position = {name: i for i, name in enumerate(names)}
     rows = [(c, h, w) for c in candidates for h, w in horizons]
     first_steps = np.array(
-        [h if c.second is None or c.switch_after is None else min(h, c.switch_after) for c, h, _ in rows],
+        [
+            h if c.second is None or c.switch_after is None else min(h, c.switch_after)
+            for c, h, _ in rows
+        ],
         dtype=np.int64,
     )
     count = len(rows)
@@ -348,9 +355,7 @@ def plan(
         first_steps,
     )
     later = [
-        i
-        for i, (c, h, _) in enumerate(rows)
-        if c.second is not None and h > int(first_steps[i])
+        i for i, (c, h, _) in enumerate(rows) if c.second is not None and h > int(first_steps[i])
     ]
     if later:
         chosen = np.array(later, dtype=np.intp)

@@ -208,7 +208,9 @@ class RecursiveLeastSquares:
         if n_features < 1 or n_outputs < 1:
             raise ValueError(f"need n_features, n_outputs >= 1, got {n_features}, {n_outputs}")
         if not 0.0 < initial_covariance < math.inf:
-            raise ValueError(f"initial_covariance must be positive and finite, got {initial_covariance}")
+            raise ValueError(
+                f"initial_covariance must be positive and finite, got {initial_covariance}"
+            )
         self._p = n_features
         self._m = n_outputs
         self._forgetting = check_forgetting(forgetting)
@@ -318,7 +320,12 @@ class RecursiveLeastSquares:
         if scatter.shape != (m, m):
             raise ShapeError("target_scatter", (m, m), scatter.shape)
         rls._stats = LeastSquaresStats(
-            information, cross, scatter, float(state.weight), float(state.weight_sq), int(state.count)
+            information,
+            cross,
+            scatter,
+            float(state.weight),
+            float(state.weight_sq),
+            int(state.count),
         )
         return rls
 

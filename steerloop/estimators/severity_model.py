@@ -291,7 +291,9 @@ class SeverityModel:
         model = cls(config)
         settings = model._config
         model._drift = RecursiveLeastSquares.from_state(
-            state.drift, forgetting=settings.forgetting, initial_covariance=settings.initial_covariance
+            state.drift,
+            forgetting=settings.forgetting,
+            initial_covariance=settings.initial_covariance,
         )
         model._diffusion = RecursiveLeastSquares.from_state(
             state.diffusion,

@@ -142,9 +142,9 @@ class PolicyEngine:
         sequential_rank = self._rank.get(memory.sequential_rule or "")
         for compiled in self._rules:
             rule = compiled.rule
-            if memory.sequential_active and sequential_rank is not None:
-                if compiled.rank > sequential_rank:
-                    break  # lower-priority rules wait while sequential mode runs
+            waiting = sequential_rank is not None and compiled.rank > sequential_rank
+            if memory.sequential_active and waiting:
+                break  # lower-priority rules wait while sequential mode runs
             if self._cooling(compiled, memory, context.step):
                 continue
             try:
@@ -171,7 +171,9 @@ class PolicyEngine:
             return self._finish(
                 memory, context, verdict, memory.sequential_rule, tuple(alerts), errors
             )
-        return EngineOutcome(current, None, "no rule matched", "direct", None, tuple(alerts), errors)
+        return EngineOutcome(
+            current, None, "no rule matched", "direct", None, tuple(alerts), errors
+        )
 
     def _act(
         self,
@@ -200,7 +202,9 @@ class PolicyEngine:
                     return Verdict(None, f"{reason}; no objective has a focus strategy")
                 note = f"; {started}"
             verdict = self._continue_sequential(memory, diagnostics, context, just_matched=True)
-            return Verdict(verdict.target, f"{reason}{note}; {verdict.reason}", verdict.mode, verdict.focus)
+            return Verdict(
+                verdict.target, f"{reason}{note}; {verdict.reason}", verdict.mode, verdict.focus
+            )
         planning = context.planning
         if planning is None:
             return Verdict(None, f"{reason}; no model context")
@@ -210,7 +214,13 @@ class PolicyEngine:
         if action.plan is not None:
             memory.leave_sequential()
             verdict = plan_action(
-                action.plan, memory, planning, self._strategies, context.strategy, warmup, context.step
+                action.plan,
+                memory,
+                planning,
+                self._strategies,
+                context.strategy,
+                warmup,
+                context.step,
             )
         else:
             assert action.best_predicted is not None  # validated: exactly one action
@@ -276,7 +286,9 @@ class PolicyEngine:
             )
         wait = self._dwelling(memory, context.step)
         if wait and current in self._policy.strategies:
-            reason = f"{verdict.reason}; switch to {target} deferred: dwell needs {wait} more step(s)"
+            reason = (
+                f"{verdict.reason}; switch to {target} deferred: dwell needs {wait} more step(s)"
+            )
             return EngineOutcome(current, rule, reason, verdict.mode, verdict.focus, alerts, errors)
         memory.last_switch_step = context.step
         memory.left_strategy = current

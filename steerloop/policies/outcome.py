@@ -22,9 +22,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Verdict:
-    """An action's wish: switch to ``target`` (``None``: stay) and why.
-
-    """
+    """An action's wish: switch to ``target`` (``None``: stay) and why."""
 
     target: str | None
     reason: str

@@ -96,10 +96,14 @@ def _explore(
         if target in unknown and memory.explore_steps < budget and current == target:
             if memory.last_switch_step is not None:  # learning the initial strategy is free
                 memory.explore_steps += 1
-            return Verdict(None, f"exploring {target}: {known.get(target, 0.0):.0f} of {warmup} transitions known")
+            return Verdict(
+                None,
+                f"exploring {target}: {known.get(target, 0.0):.0f} of {warmup} transitions known",
+            )
         memory.explore_target = None
     if not unknown or memory.explore_steps >= budget or not room:
         return None
+
     def rank(name: str) -> tuple[float, int]:
         # Least known first; ties broken per session, so concurrent sessions of a fleet
         # explore different strategies instead of all the same one.
@@ -125,7 +129,9 @@ REVERSAL_FACTOR = 4.0
 
 def _margin(action: PlanAction, memory: EngineMemory, target: str, step: int) -> float:
     """The no-thrash margin for switching to ``target`` now (module docstring)."""
-    recent = memory.last_switch_step is not None and step - memory.last_switch_step < REVERSAL_WINDOW
+    recent = (
+        memory.last_switch_step is not None and step - memory.last_switch_step < REVERSAL_WINDOW
+    )
     if recent and target == memory.left_strategy:
         return REVERSAL_FACTOR * action.margin
     return action.margin
@@ -152,7 +158,9 @@ def plan_action(
     if memory.plan_first is not None:
         in_force = Schedule(memory.plan_first, memory.plan_switch_after, memory.plan_second)
         in_force = in_force.advanced()
-    incumbent = in_force if in_force is not None and in_force.first == current else Schedule(current)
+    incumbent = (
+        in_force if in_force is not None and in_force.first == current else Schedule(current)
+    )
     result = context.plan(action, incumbent, draw=False)
     if result is None or not math.isfinite(result.value):
         return Verdict(None, "no strategy can be planned yet; holding")

@@ -45,7 +45,7 @@ RANGE_TOLERANCE = 1e-9
 
 
 def check_score(value: object) -> tuple[float | None, InvalidReason | None]:
-    """``(score, None)`` for a valid score, ``(None, None)`` for missing, else ``(None, reason)``."""
+    """``(score, None)`` if valid, ``(None, None)`` if missing, else ``(None, reason)``."""
     if value is None:
         return None, None
     if type(value) is float:
