@@ -144,7 +144,7 @@ def scaled_policy(dim: int) -> Policy:
             "objectives": names,
             "strategies": strategies,
             "initial": "balanced",
-            "estimation": {"forgetting": 0.98, "warmup": 5, "noise_sd": 0.01},
+            "estimation": {"forgetting": 0.98, "warmup": 5, "measurement_noise": "auto"},
             "severity": {"from": {"objective": names[0], "invert": True}, "threshold": 0.7},
             "switching": {"min_dwell": 3},
             "rules": rules,

@@ -97,7 +97,7 @@ FloatArray = NDArray[np.float64]
 EQUILIBRIUM_MAX_CONDITION = 1e8
 #: The errors-in-variables correction keeps at least this share of the regressors'
 #: information in every direction (module docstring, eq. 3).
-EIV_KEEP = 0.8
+EIV_KEEP = 0.5
 
 
 @dataclass(frozen=True)

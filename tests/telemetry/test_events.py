@@ -312,9 +312,9 @@ print(sorted({r.name for r in records}), len(records))
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    # (Before that, structlog's default prints the first reload event to stdout.)
-    assert "steerloop.policy.reload" in result.stdout.splitlines()[0]
-    assert result.stdout.splitlines()[-1].split() == ["['steerloop']", "1"]
+    # Before that, an info event such as the first reload is not printed (structlog's
+    # unconfigured default would print it to stdout); after it, the stdlib logger gets it.
+    assert result.stdout.splitlines() == ["['steerloop'] 1"]
 
 
 class ExplodingLogger:
