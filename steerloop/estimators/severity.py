@@ -246,21 +246,18 @@ def mean_first_passage(
 
         T(s₀) = ∫_{s₀}^{s*} ∫₀^y 2 σ(z)⁻² exp(Φ(z) − Φ(y)) dz dy.
 
-    Both integrals are cumulative quadratures in log space on ``grid`` equally spaced points
-    of [0, s*], independent of s₀ (the segment holding s₀ is integrated over [s₀, x_{j+1}]
-    with the same interpolant), so T is exactly non-increasing in s₀ up to rounding. A result
-    beyond the double range is ``inf``.
+    Both integrals are cumulative log-space quadratures on ``grid`` points of [0, s*] (the
+    segment holding s₀ integrated over [s₀, x_{j+1}]), so T is non-increasing in s₀ up to
+    rounding; a result beyond the double range is ``inf``.
 
     Parameters
     ----------
     s0 : float
         Start, in [0, 1].
     threshold : float
-        s*; 0 is returned when s₀ ≥ s*, ``inf`` when s* > 1 (never reached).
+        s*; 0 when s₀ ≥ s*, ``inf`` when s* > 1 (never reached).
     alpha, beta, gamma, sigma0, sigma1 : float
-        Parameters of (1); σ must be positive on [0, 1].
-    grid : int
-        Quadrature points on [0, s*].
+        Parameters of (1); σ positive on [0, 1]. ``grid``: quadrature points on [0, s*].
 
     Returns
     -------
@@ -372,10 +369,8 @@ def simulate(
         Number of steps.
     rng : numpy.random.Generator
         Source of every random draw (one standard normal per path and step).
-    n_paths : int, optional
-        Number of paths when every other argument is a scalar (default 1).
-    record_every : int
-        Keep the state every ``record_every`` steps.
+    n_paths, record_every : int
+        Paths when every other argument is a scalar (default 1); keep every n-th state.
 
     Returns
     -------

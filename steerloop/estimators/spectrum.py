@@ -175,12 +175,8 @@ def analyze_spectrum(
     Returns
     -------
     SpectrumReport
-        Never raises for a bad ``A`` or ``equilibrium``: those give ``regime="unknown"``.
-
-    Raises
-    ------
-    ValueError
-        On a non-positive ``dt`` or a negative or non-finite threshold.
+        ``regime="unknown"`` for a bad ``A`` or ``equilibrium``; ``ValueError`` only for a
+        non-positive ``dt`` or a negative or non-finite threshold.
     """
     _check(
         dt,
@@ -207,29 +203,52 @@ def analyze_spectrum(
     values = raw[np.lexsort((raw.imag, -raw.real))]
     real, imag = values.real, values.imag
     max_real = float(real[0])
-    rate = 0.0 - max_real
     step_real = 1.0 + real * dt
     radius = float(np.hypot(step_real, imag * dt).max())
     overshoot = bool((step_real < 0.0).any())
-    tolerance = z * max_real_se
+    regime, reason = _classify(
+        values,
+        float(np.abs(matrix).max()),
+        radius,
+        target,
+        dt=dt,
+        tolerance=z * max_real_se,
+        slow_rate=slow_rate,
+        oscillation_ratio=oscillation_ratio,
+        boundary_tolerance=boundary_tolerance,
+    )
+    eigenvalues = tuple(complex(v) for v in values)
+    return SpectrumReport(eigenvalues, 0.0 - max_real, max_real, radius, regime, reason, overshoot)
 
-    def report(regime: Regime, reason: str) -> SpectrumReport:
-        eigenvalues = tuple(complex(v) for v in values)
-        return SpectrumReport(eigenvalues, rate, max_real, radius, regime, reason, overshoot)
 
+def _classify(
+    values: NDArray[np.complex128],
+    largest_entry: float,
+    radius: float,
+    target: FloatArray | None,
+    *,
+    dt: float,
+    tolerance: float,
+    slow_rate: float,
+    oscillation_ratio: float,
+    boundary_tolerance: float,
+) -> tuple[Regime, str]:
+    """The regime of sorted eigenvalues and why (module docstring; first match wins)."""
+    real, imag = values.real, values.imag
+    max_real = float(real[0])
+    rate = 0.0 - max_real
     if max_real > tolerance:
-        return report("unstable", f"max Re λ = {_fmt(max_real)} > {_fmt(tolerance)}")
+        return "unstable", f"max Re λ = {_fmt(max_real)} > {_fmt(tolerance)}"
     if radius >= 1.0 + tolerance * dt:
-        return report("unstable", f"spectral radius of I + AΔt = {_fmt(radius)} >= 1")
+        return "unstable", f"spectral radius of I + AΔt = {_fmt(radius)} >= 1"
     abs_imag = np.abs(imag)
-    floor = _IMAG_FLOOR * max(1.0, float(np.abs(matrix).max()))
+    floor = _IMAG_FLOOR * max(1.0, largest_entry)
     oscillating = (abs_imag > oscillation_ratio * np.abs(real)) & (abs_imag > floor)
     if oscillating.any():
         pair = complex(values[int(np.argmax(oscillating))])
-        return report(
-            "oscillatory",
+        return "oscillatory", (
             f"complex pair {_fmt(pair.real)} ± {_fmt(abs(pair.imag))}i "
-            f"(|Im|/|Re| > {_fmt(oscillation_ratio)})",
+            f"(|Im|/|Re| > {_fmt(oscillation_ratio)})"
         )
     causes = []
     if rate < slow_rate:
@@ -239,8 +258,8 @@ def analyze_spectrum(
         if outside.any():
             causes.append(f"equilibrium outside [0, 1] in {int(outside.sum())} component(s)")
     if causes:
-        return report("boundary-seeking", "; ".join(causes))
-    return report("exponential", f"rate ρ = {_fmt(rate)}, spectral radius {_fmt(radius)} < 1")
+        return "boundary-seeking", "; ".join(causes)
+    return "exponential", f"rate ρ = {_fmt(rate)}, spectral radius {_fmt(radius)} < 1"
 
 
 def max_real_stderr(A: FloatArray, residual_covariance: FloatArray, scale: FloatArray) -> float:
