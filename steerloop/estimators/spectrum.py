@@ -200,7 +200,7 @@ def analyze_spectrum(
         return _unknown("eigenvalue computation did not converge")
     if not np.isfinite(raw).all():
         return _unknown("eigenvalues are not finite (entries of A too large)")
-    values = raw[np.lexsort((raw.imag, -raw.real))]
+    values = np.asarray(raw[np.lexsort((raw.imag, -raw.real))], dtype=np.complex128)
     real, imag = values.real, values.imag
     max_real = float(real[0])
     step_real = 1.0 + real * dt
