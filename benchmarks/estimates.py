@@ -33,22 +33,28 @@ from steerloop.simulate.paper import paper_environment
 
 __all__ = ["VARIANTS", "main", "measure"]
 
-#: (label, preset, steps, estimation overrides)
+#: (label, preset, steps, estimation overrides); "fleet" rows run the sessions of a strategy
+#: through one controller, so they share the preset's fleet pool; the others run each
+#: session alone (pool off).
 VARIANTS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
-    ("paper, 50 steps", "paper", 50, {}),
-    ("predictive, 50 steps", "predictive", 50, {}),
-    ("R set to 0.01 (100x too large)", "paper", 50, {"measurement_noise": 0.01}),
-    ("R set to 1e-6 (100x too small)", "paper", 50, {"measurement_noise": 1e-6}),
-    ("input: filtered", "paper", 50, {"input": "filtered"}),
-    ("paper, 80 steps", "paper", 80, {}),
-    ("paper, 300 steps", "paper", 300, {}),
+    ("paper, 50 steps, each session alone", "paper", 50, {}),
+    ("paper, 50 steps, as a fleet", "paper", 50, {"fleet": True}),
+    ("predictive, 50 steps, as a fleet", "predictive", 50, {"fleet": True}),
+    ("R set to 0.01 (100x too large)", "paper", 50, {"measurement_noise": 0.01, "fleet": True}),
+    ("R set to 1e-6 (100x too small)", "paper", 50, {"measurement_noise": 1e-6, "fleet": True}),
+    ("input: filtered", "paper", 50, {"input": "filtered", "fleet": True}),
+    ("paper, 80 steps, as a fleet", "paper", 80, {"fleet": True}),
+    ("paper, 300 steps, as a fleet", "paper", 300, {"fleet": True}),
+    ("paper, 300 steps, each session alone", "paper", 300, {}),
 )
 
 
 def _static(preset: str, strategy: str, overrides: dict[str, Any]) -> Policy:
     policy = load_preset(preset)
+    overrides = dict(overrides)
+    pooled = bool(overrides.pop("fleet", False))
     estimation = policy.estimation.model_copy(update=overrides)
-    fleet = policy.fleet.model_copy(update={"pool": False})  # each session on its own
+    fleet = policy.fleet.model_copy(update={"pool": pooled})
     return policy.model_copy(
         update={"rules": [], "initial": strategy, "estimation": estimation, "fleet": fleet}
     )
@@ -61,12 +67,14 @@ def measure(preset: str, steps: int, overrides: dict[str, Any], sessions: int) -
     for name in env.strategy_names:
         truth = -float(np.linalg.eigvals(np.array(env.strategies[name].A)).real.max())
         policy = _static(preset, name, overrides)
+        fleet = Controller(policy, events=False)
         rates: list[float] = []
         regimes: collections.Counter[str] = collections.Counter()
         noise: list[list[float]] = []
         for seed in range(sessions):
             rng = np.random.default_rng(seed)
-            session = Controller(policy, events=False).session("s")
+            controller = fleet if policy.fleet.pool else Controller(policy, events=False)
+            session = controller.session(f"s{seed}")
             x = env.reset(1, rng)
             for _ in range(steps + 1):
                 y = env.observe(x, rng)[0]
@@ -112,12 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, preset, steps, overrides in VARIANTS
     }
     print(render(results))
-    shipped = results[VARIANTS[0][0]]
-    print("\nregimes, paper preset, 50 steps:")
+    shipped = results[VARIANTS[1][0]]
+    print("\nregimes, paper preset, 50 steps, as a fleet:")
     for name, row in shipped.items():
         print(f"  {name}: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(row["regimes"].items())))
     print("\nmedian R̂ (true 1e-4 per objective), paper preset, 50 and 300 steps:")
-    for label in (VARIANTS[0][0], VARIANTS[-1][0]):
+    for label in (VARIANTS[1][0], VARIANTS[-1][0]):
         for name, row in results[label].items():
             print(f"  {label}, {name}: " + ", ".join(f"{v:.2e}" for v in row["noise"]))
     return 0

@@ -74,6 +74,9 @@ EXPECTED_KEYS: tuple[str, ...] = (
     "step.d24.ratio",
     "step.d24.floor_us",
     "step.d24.session_us",
+    "planning.plan_us",
+    "planning.no_plan_us",
+    "planning.ratio",
     "flatness.t_small",
     "flatness.t_large",
     "flatness.step_us_small",
@@ -129,6 +132,7 @@ class Goal:
 
 GOALS: tuple[Goal, ...] = (
     Goal("step overhead d=3 (session / floor)", "step.d3.ratio", 1.5, "<=", "×"),
+    Goal("planning: predictive step / same without plan", "planning.ratio", 1.3, "<=", "×"),
     Goal("flatness (t=10,000 / t=100)", "flatness.ratio", 1.1, "<=", "×"),
     Goal("LangChain (steered / bare + step)", "langchain.ratio", 1.3, "<=", "×"),
     Goal("throughput (vectorised / per-session)", "throughput.ratio", 10.0, ">=", "×"),
@@ -354,6 +358,43 @@ def measure_step(dim: int, config: Config) -> dict[str, Any]:
             "ratio"
         ]
     return result
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def measure_planning(config: Config) -> dict[str, Any]:
+    """What the ``plan`` action adds to a step: the ``predictive`` preset (4 strategies,
+    d = 3, horizon told: 50) against the same policy without its plan rule, interleaved,
+    both after every strategy is known (no exploration in the timed blocks)."""
+    from steerloop import Controller, load_preset
+
+    preset = load_preset("predictive")
+    fleet = preset.fleet.model_copy(update={"pool": False})
+    planned = preset.model_copy(update={"fleet": fleet})
+    plain = planned.model_copy(update={"rules": [r for r in planned.rules if r.then.plan is None]})
+    reps, block = config.step_reps[3], config.step_block[3]
+    length = 200 + reps * block + 10
+    stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, length, seed=7))
+    warm, rest = stream[:200], stream[200:]
+    sessions = {}
+    for label, policy in (("plan", planned), ("no_plan", plain)):
+        session = Controller(policy, events=False).session("bench")
+        for index, scores in enumerate(warm):
+            strategy = list(policy.strategies)[(index // 25) % len(policy.strategies)]
+            session._core.strategy = strategy  # teach every strategy before timing
+            session.update(scores, steps_left=50)
+        sessions[label] = session
+
+    def runner(session: Any) -> Runner:
+        return session_runner(lambda s: session.update(s, steps_left=50), Cursor(rest))
+
+    times = interleave({label: runner(s) for label, s in sessions.items()}, reps, block)
+    return {
+        "plan_us": us(median(times["plan"])),
+        "no_plan_us": us(median(times["no_plan"])),
+        **ratio_stats(times["plan"], times["no_plan"]),
+    }
 
 
 # ----------------------------------------------------------------------------- flatness
@@ -847,6 +888,8 @@ def run_all(config: Config, *, progress: Callable[[str], None] | None = None) ->
     for dim in (3, 6, 12, 24):
         say(f"step overhead, d = {dim}")
         results["step"][f"d{dim}"] = measure_step(dim, config)
+    say("planning cost")
+    results["planning"] = measure_planning(config)
     say("flatness")
     results["flatness"] = measure_flatness(config)
     say("LangChain")
@@ -912,6 +955,16 @@ def table_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
     rows: list[tuple[str, str, str, str, str]] = []
     step = results["step"]
     d3 = step["d3"]
+    planning = results["planning"]
+    rows.append(
+        (
+            "planning: predictive step (d=3, 4 strategies, horizon 50) / without the plan rule",
+            f"{_fmt(planning['ratio'])}×",
+            _spread(planning),
+            f"{_fmt(planning['plan_us'])} µs vs {_fmt(planning['no_plan_us'])} µs",
+            goal_status["planning.ratio"],
+        )
+    )
     rows.append(
         (
             "step overhead d=3, paper preset, metrics on: Session.update / floor",
