@@ -1152,9 +1152,15 @@ METHOD = """\
   item of docs/architecture.md's step. It has no input validation, missing-value handling,
   covariance
   stabilisation, diagnostics mapping, rule engine, decision object or telemetry: the ratio
-  is the price of all of those. The "minimal floor" row takes the issue's list literally
+  is the price of all of those. The floor is the previous round's math: it has none of
+  this round's estimators (errors-in-variables drift from raw scores, the measurement-noise
+  estimate R̂ and Q, the rate's standard error, the fleet pool), so since this round the
+  ratio includes them too. The "minimal floor" row takes the issue's list literally
   (Kalman predict + update, one RLS update, eigvals, one EW correlation, comparisons).
   d = 6, 12, 24 use the paper policy's structure built in code (`scaled_policy`).
+- **Planning.** The `predictive` preset (d = 3, four strategies, `steps_left=50` on every
+  step, pool off) against the same policy without its `plan` rule, after 200 warm-up steps
+  that teach every strategy, so the timed blocks plan and never explore.
 - **Flatness.** One session (metrics on) runs 10,000 steps; its exact snapshots at t = 100
   and t = 10,000 are restored alternately (outside the timed loop) and the next 50 steps
   are timed from each. "Live sessions" checks the same without any restore: a second
