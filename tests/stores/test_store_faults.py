@@ -34,7 +34,7 @@ FAULT_TIMEOUT = 0.4
 LEASE = 1.0
 WORKERS = 4
 UPDATES = 40  # per worker
-STRIKE_AFTER = 40  # updates returned (all workers) before the fault
+STRIKE_AFTER = 40  # updates returned (all workers) before the fault (≤ WORKERS × UPDATES / 2)
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Run:
     latencies: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: threading.Event = field(default_factory=threading.Event)
+    striking: threading.Event = field(default_factory=threading.Event)
     crashes: list[BaseException] = field(default_factory=list)
 
     def count(self) -> int:
@@ -65,6 +66,10 @@ def apply_all(run: Run, index: int, store: Any) -> None:
     ledger = Ledger(store)
     spans = run.latencies.setdefault(index, [])
     for n in range(UPDATES):
+        if n == UPDATES // 2:
+            # Every worker still has updates to make when the fault strikes: a worker that
+            # finished before it (threads start unevenly under load) could not be told of it.
+            assert run.striking.wait(PATIENCE), "the fault never struck"
         update_id = f"w{index}-u{n}"
         deadline = time.monotonic() + PATIENCE * 2
         while True:
@@ -101,6 +106,7 @@ def run_workers(stores: list[Any], strike: Callable[[Run], None]) -> Run:
     while run.count() < STRIKE_AFTER:
         assert time.monotonic() < deadline and not run.crashes, run.crashes or "no progress"
         time.sleep(0.005)
+    run.striking.set()
     strike(run)
     for thread in threads:
         thread.join(timeout=PATIENCE * 3)
