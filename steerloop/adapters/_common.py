@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 import structlog
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller import Decision, Session
+    from steerloop.controller.session import SessionOwner
     from steerloop.scoring.base import CompositeScorer, Scorer
 
 __all__ = [
@@ -71,7 +72,7 @@ class Observer:
 
     def __init__(
         self,
-        controller: Controller,
+        controller: SessionOwner,
         adapter: str,
         *,
         scorer: Scoring | None = None,

@@ -17,6 +17,7 @@ from steerloop.policies.loader import (
     parse_policy,
     policy_json_schema,
 )
+from steerloop.policies.references import reference_problems, validate_policy
 from steerloop.policies.schema import (
     Action,
     AlertAction,
@@ -31,8 +32,6 @@ from steerloop.policies.schema import (
     SeveritySource,
     Strategy,
     Switching,
-    reference_problems,
-    validate_policy,
 )
 
 __all__ = [

@@ -510,17 +510,14 @@ _MOVED = (
 
 
 def __getattr__(name: str) -> object:
-    """Names that moved to :mod:`steerloop.simulate.sequential` (deprecated here)."""
+    """Names that moved to :mod:`steerloop.simulate.sequential` say where they went.
+
+    They are not re-exported from here: :mod:`~steerloop.simulate.sequential` imports this
+    module, and a re-export would close an import cycle.
+    """
     if name in _MOVED:
-        import warnings
-
-        from steerloop.simulate import sequential
-
-        warnings.warn(
+        raise AttributeError(
             f"steerloop.simulate.experiment.{name} moved to steerloop.simulate.sequential "
-            "(also exported by steerloop.simulate)",
-            DeprecationWarning,
-            stacklevel=2,
+            f"(also exported by steerloop.simulate): from steerloop.simulate import {name}",
         )
-        return getattr(sequential, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -123,6 +123,7 @@ from prometheus_client import CollectorRegistry
 from steerloop.controller.listeners import (
     Binding,
     ListenerGroup,
+    ObservedController,
     SessionRecord,
     finite,
     label_set,
@@ -151,7 +152,7 @@ from steerloop.telemetry._fleet import Fleet, FleetCollector, FleetCounts, Lives
 from steerloop.telemetry.exporter import MetricsServer, multiprocess_registry, serve_metrics
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller import Decision, Session
     from steerloop.policies.schema import Policy
 
 __all__ = [
@@ -172,7 +173,7 @@ _PRUNE_EVERY = 256
 class _MetricsBinding(Binding["SteerloopMetrics"]):
     """The link between one :class:`SteerloopMetrics` and one controller."""
 
-    def __init__(self, owner: SteerloopMetrics, controller: Controller) -> None:
+    def __init__(self, owner: SteerloopMetrics, controller: ObservedController) -> None:
         super().__init__(owner, controller)
         self.fleet = Fleet()
         self.steps_since_maintenance = 0
@@ -399,10 +400,10 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         """The registry holding every metric."""
         return self._registry
 
-    def new_binding(self, controller: Controller) -> _MetricsBinding:
+    def new_binding(self, controller: ObservedController) -> _MetricsBinding:
         return _MetricsBinding(self, controller)
 
-    def bind(self, controller: Controller) -> None:
+    def bind(self, controller: ObservedController) -> None:
         """Report ``controller``: register the step listener, step timer and reload listener.
 
         Sessions that already stepped are counted in the fleet gauges from their last
@@ -411,7 +412,7 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         super().bind(controller)
         self.publish_fleet()
 
-    def unbind(self, controller: Controller) -> None:
+    def unbind(self, controller: ObservedController) -> None:
         """Stop reporting ``controller`` (its sessions leave the fleet gauges).
 
         Raises ``KeyError`` when it is not bound.
@@ -419,7 +420,7 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         super().unbind(controller)
         self.publish_fleet()
 
-    def controllers(self) -> list[Controller]:
+    def controllers(self) -> list[ObservedController]:
         """The bound controllers."""
         return [binding.controller for binding in self.bindings()]
 
