@@ -37,8 +37,13 @@ are its noisy measurement):
     policies are measured alike); ``severity_rule_decisions`` counts decisions per session
     made by a rule whose condition reads a ``severity.*`` metric (steered policies only).
 
-Paper 1's open question 3 (sequential vs simultaneous optimisation) is in
-:mod:`steerloop.simulate.sequential`.
+Open question 3 of the multi-objective SDE paper (sequential vs simultaneous optimisation)
+is in :mod:`steerloop.simulate.sequential`.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739.
 """
 
 from __future__ import annotations
