@@ -129,13 +129,14 @@ from steerloop.controller.listeners import (
     label_set,
     pick,
 )
+from steerloop.telemetry import _catalog
+from steerloop.telemetry._catalog import *  # noqa: F403 - the catalogue and bucket defaults
 from steerloop.telemetry._catalog import (
     ALERT_SEVERITIES,
     DEFAULT_RATE_BUCKETS,
     DEFAULT_RATIO_BUCKETS,
     DEFAULT_STEP_BUCKETS,
     EXTERNAL,
-    METRICS,
     MODE_SET,
     MULTIPROC_ENV,
     NONE,
@@ -144,7 +145,6 @@ from steerloop.telemetry._catalog import (
     REGIME_SET,
     REPORTED,
     Children,
-    MetricSpec,
     new_counter,
     new_histogram,
 )
@@ -155,17 +155,8 @@ if TYPE_CHECKING:
     from steerloop.controller import Decision, Session
     from steerloop.policies.schema import Policy
 
-__all__ = [
-    "DEFAULT_RATE_BUCKETS",
-    "DEFAULT_RATIO_BUCKETS",
-    "DEFAULT_STEP_BUCKETS",
-    "METRICS",
-    "MetricSpec",
-    "MetricsServer",
-    "SteerloopMetrics",
-    "multiprocess_registry",
-    "serve_metrics",
-]
+__all__ = ["MetricsServer", "SteerloopMetrics", "multiprocess_registry", "serve_metrics"]
+__all__ += _catalog.__all__  # the metric catalogue and bucket defaults
 
 _PRUNE_EVERY = 256
 
