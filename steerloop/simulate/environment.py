@@ -33,7 +33,7 @@ standard normal array of shape (sessions, d) per call, so a seed fixes a run.
 References
 ----------
 A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
-Interactions", arXiv:2510.10739.
+Interactions", arXiv:2510.10739, eq. 1–2.
 
 Examples
 --------

@@ -43,7 +43,7 @@ is in :mod:`steerloop.simulate.sequential`.
 References
 ----------
 A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
-Interactions", arXiv:2510.10739.
+Interactions", arXiv:2510.10739 (its open question 3).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ Examples
 References
 ----------
 A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
-Interactions", arXiv:2510.10739.
+Interactions", arXiv:2510.10739, §4.3–4.4 (the figures reproduced above).
 """
 
 from __future__ import annotations
