@@ -16,33 +16,10 @@ from layering import LAYERS, Violation, build_graph, check_layering, unit_of
 
 PACKAGE = Path(__file__).resolve().parent.parent / "steerloop"
 
-#: Violations found in today's code that are not mere wrong import paths; each is a decision
-#: for the maintainers (a Protocol, moving a shim, a version helper). The test fails when a
+#: Tolerated violations, each a decision for the maintainers; none today. The test fails when a
 #: violation *not* listed here appears, and when a listed one is gone (delete its entry then,
 #: so that it stays fixed). Keys: (kind, message) of :class:`layering.Violation`.
-KNOWN: dict[tuple[str, str], str] = {
-    (
-        "module-cycle",
-        "steerloop.analysis.recorder <-> steerloop.analysis.trajectory",
-    ): "trajectory.__getattr__ re-exports TrajectoryRecorder from recorder (a moved-name shim)",
-    (
-        "module-cycle",
-        "steerloop.controller.controller <-> steerloop.controller.events <-> "
-        "steerloop.controller.listeners <-> steerloop.controller.session",
-    ): "session/events/listeners name Controller and Session in annotations (TYPE_CHECKING)",
-    (
-        "module-cycle",
-        "steerloop.policies.references <-> steerloop.policies.schema",
-    ): "references annotates with schema types (TYPE_CHECKING); schema calls references",
-    (
-        "module-cycle",
-        "steerloop.simulate.experiment <-> steerloop.simulate.sequential",
-    ): "experiment.__getattr__ re-exports names moved to sequential (a moved-name shim)",
-    (
-        "upward",
-        "cli (layer 5) imports __init__ (layer 6)",
-    ): "cli/app.py imports steerloop for steerloop.__version__ (--version)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 import structlog
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller import Decision, Session
+    from steerloop.controller.session import SessionOwner
     from steerloop.scoring.base import CompositeScorer, Scorer
 
 __all__ = [
@@ -71,7 +72,7 @@ class Observer:
 
     def __init__(
         self,
-        controller: Controller,
+        controller: SessionOwner,
         adapter: str,
         *,
         scorer: Scoring | None = None,
@@ -140,6 +141,12 @@ class Observer:
             faults=total,
         )
 
+    def _fail_open(self, stage: str, error: Exception, session_id: str) -> None:
+        """Re-raise ``error`` when strict, else count and log it as a fault."""
+        if self._strict:
+            raise error
+        self.fault(stage, error, session_id)
+
     def _checked(self, decision: Decision, session_id: str) -> Decision:
         if decision.error is not None:
             # The controller held its strategy; the message is ours, but keep logs text-free.
@@ -169,9 +176,7 @@ class Observer:
                 stage = "update"
                 decision = session.update(scores)
         except Exception as error:
-            if self._strict:
-                raise
-            self.fault(stage, error, session.id)
+            self._fail_open(stage, error, session.id)
             return None
         return self._checked(decision, session.id)
 
@@ -194,9 +199,7 @@ class Observer:
                 stage = "update"
                 decision = await session.aupdate(scores)
         except Exception as error:
-            if self._strict:
-                raise
-            self.fault(stage, error, session.id)
+            self._fail_open(stage, error, session.id)
             return None
         return self._checked(decision, session.id)
 
@@ -205,9 +208,7 @@ class Observer:
         try:
             decision = session.update(scores)
         except Exception as error:
-            if self._strict:
-                raise
-            self.fault("update", error, session.id)
+            self._fail_open("update", error, session.id)
             return None
         return self._checked(decision, session.id)
 
@@ -216,9 +217,7 @@ class Observer:
         try:
             decision = await session.aupdate(scores)
         except Exception as error:
-            if self._strict:
-                raise
-            self.fault("update", error, session.id)
+            self._fail_open("update", error, session.id)
             return None
         return self._checked(decision, session.id)
 
@@ -227,9 +226,7 @@ class Observer:
         try:
             return session.prompt
         except Exception as error:
-            if self._strict:
-                raise
-            self.fault("prompt", error, session.id)
+            self._fail_open("prompt", error, session.id)
             return ""
 
 

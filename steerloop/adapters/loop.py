@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -392,7 +392,7 @@ class SteeredLoop:
             return "until"
         return None
 
-    def __iter__(self) -> Iterator[Step]:
+    def __iter__(self) -> Generator[Step, None, None]:
         self._start()
         try:
             for index in range(self.max_steps):
@@ -408,19 +408,14 @@ class SteeredLoop:
                 self.stop_reason = "stopped"
 
     async def __aiter__(self) -> AsyncIterator[Step]:
-        self._start()
+        # The same steps as __iter__ (nothing in a step awaits); closing this generator
+        # closes that one, so an early exit is recorded the same way.
+        steps = self.__iter__()
         try:
-            for index in range(self.max_steps):
-                step = self._next_step(index)
+            for step in steps:
                 yield step
-                reason = self._finished(step)
-                if reason is not None:
-                    self.stop_reason = reason
-                    return
-            self.stop_reason = "max_steps"
         finally:
-            if self.stop_reason is None:
-                self.stop_reason = "stopped"
+            steps.close()
 
     def __enter__(self) -> SteeredLoop:
         return self

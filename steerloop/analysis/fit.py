@@ -9,7 +9,7 @@ with consecutive step numbers and all scores present form a transition, attribut
 strategy of row t + 1 (the strategy whose prompt produced the new response). Gaps and
 missing scores break the chain (counted in ``skipped_transitions``).
 
-**Drift (paper 1, eq. 1–2; docs/architecture.md "RLS drift").** Per strategy π, with regressors
+**Drift ([1], eq. 1–2; docs/architecture.md "RLS drift").** Per strategy π, with regressors
 φ_t = [y_t; 1] and targets z_t = (y_{t+1} − y_t)/Δt, ordinary least squares
 
     Θ̂ = argmin Σ_t ‖z_t − Θᵀφ_t‖²,   Θ = [Aᵀ; bᵀ],                                  (1)
@@ -20,11 +20,11 @@ predictive **R² = 1 − Σ_i SSE_i / Σ_i SST_i** (SST_i = Σ_t (z_{t,i} − z�
 objectives exactly as the online :class:`~steerloop.estimators.drift.DriftModel` pools its
 a-priori residuals. The equilibrium is x* = −Â⁻¹b̂ when cond(Â) ≤ 10⁸.
 
-**Spectrum (paper 1, §3.4).** Eigenvalues, rate ρ = −max Re λ, spectral radius and regime
+**Spectrum ([1], §3.4).** Eigenvalues, rate ρ = −max Re λ, spectral radius and regime
 come from :func:`steerloop.estimators.spectrum.analyze_spectrum` (same rules online and
 offline).
 
-**Interference (paper 1, §4.4).** I_ij = Corr(Δy_i, Δy_j), the plain (λ = 1) correlation of
+**Interference ([1], §4.4).** I_ij = Corr(Δy_i, Δy_j), the plain (λ = 1) correlation of
 the increments of all transitions, pooled over strategies and per strategy.
 
 **Uncertainty.** Each strategy's rate carries a delta-method standard error
@@ -32,9 +32,16 @@ the increments of all transitions, pooled over strategies and per strategy.
 :data:`RELIABLE_TRANSITIONS_PER_REGRESSOR` transitions per regressor carry a ``note``, and
 :meth:`AnalysisReport.warnings` lists every such caveat in one place.
 
-**Severity (paper 2).** s_t is the record's severity when every record of the data carries
+**Severity ([2]).** s_t is the record's severity when every record of the data carries
 one, else s_t = 1 − min_i y_{t,i}; :func:`~steerloop.analysis.severity.fit_severity` fits the
 severity SDE pooled over strategies and per strategy (:mod:`steerloop.analysis.severity`).
+
+References
+----------
+[1] A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739.
+[2] A. Shukla and A. Joshi, "A Stochastic Dynamical Theory of LLM Self-Adversariality",
+arXiv:2501.16783.
 
 Examples
 --------

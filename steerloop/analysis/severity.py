@@ -1,4 +1,4 @@
-"""Offline fit of the severity SDE (paper 2) and its stationary density on the observed range.
+"""Offline fit of the severity SDE (arXiv:2501.16783) and its stationary density where data lie.
 
 **Fit.** From severity transitions s_t → s_{t+1}, least squares on the Euler form
 
@@ -33,6 +33,11 @@ the severities makes this the usual case: white noise reads as fast mean reversi
 :func:`severity_chain_sample` simulates the fitted chain itself (steps of Δt, reflecting at 0
 and 1, :func:`steerloop.estimators.severity.simulate`), whose histogram is what the observed
 histogram should match when the model fits.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Dynamical Theory of LLM Self-Adversariality",
+arXiv:2501.16783.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ _SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
 
 
 class SeverityFit(BaseModel):
-    """Least-squares fit of the severity SDE (paper 2), eq. (1)."""
+    """Least-squares fit of the severity SDE, eq. (1) of the module docstring."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -105,14 +105,16 @@ Source = str | Path | IO[str]
 def _moved(name: str, module: str) -> Any:
     """Resolve names that moved away from ``module``.
 
-    ``TrajectoryRecorder`` lives in :mod:`steerloop.analysis.recorder` and is still importable
-    from here (no warning). ``TrajectoryFormatError`` moved to :mod:`steerloop.errors`;
-    importing it from :mod:`steerloop.analysis` or this module still works and warns.
+    ``TrajectoryFormatError`` moved to :mod:`steerloop.errors`; importing it from
+    :mod:`steerloop.analysis` or this module still works and warns. ``TrajectoryRecorder``
+    lives in :mod:`steerloop.analysis.recorder` (exported by :mod:`steerloop.analysis`); it
+    is not re-exported from here, since the recorder imports this module (an import cycle).
     """
-    if name == "TrajectoryRecorder":
-        from steerloop.analysis.recorder import TrajectoryRecorder
-
-        return TrajectoryRecorder
+    if name == "TrajectoryRecorder" and module == __name__:
+        raise AttributeError(
+            f"{module}.TrajectoryRecorder moved to steerloop.analysis.recorder: "
+            "from steerloop.analysis import TrajectoryRecorder",
+        )
     if name == "TrajectoryFormatError":
         warnings.warn(
             f"importing TrajectoryFormatError from {module} is deprecated; "

@@ -32,9 +32,15 @@ class _VersionAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        import steerloop
+        # The installed distribution's version, as ``steerloop.__version__`` reads it (the
+        # command line sits below the top-level package and does not import it).
+        from importlib.metadata import PackageNotFoundError, version
 
-        sys.stdout.write(f"steerloop {steerloop.__version__}\n")
+        try:
+            found = version("steerloop")
+        except PackageNotFoundError:  # pragma: no cover - a source tree without install
+            found = "0.0.0+unknown"
+        sys.stdout.write(f"steerloop {found}\n")
         parser.exit()
 
 

@@ -1,4 +1,4 @@
-"""``steerloop demo``: paper 1's table reproduced, then the presets against the static strategies.
+"""``steerloop demo``: the SDE paper's table reproduced, then the presets against static strategies.
 
 The demo has three parts, each built in one place so that it is easy to extend:
 
@@ -351,8 +351,8 @@ def _print_text(
     rows = [[r["figure"], r["paper"], r["reproduced"], "yes" if r["ok"] else "NO"] for r in table]
     print_table(
         out,
-        f"Paper 1 (arXiv 2510.10739) reproduced: {args.sessions} sessions per static strategy, "
-        f"{args.steps} iterations, seed {args.seed}",
+        f"Shukla & Joshi (arXiv 2510.10739) reproduced: {args.sessions} sessions per static "
+        f"strategy, {args.steps} iterations, seed {args.seed}",
         ["figure", "paper", "reproduced", "within tolerance"],
         rows,
         use_rich=use_rich,
@@ -420,7 +420,10 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="demo",
-    help="reproduce paper 1's table and compare strategies with the presets (simulated)",
+    help=(
+        "reproduce the SDE paper's table (arXiv 2510.10739) and compare strategies with the "
+        "presets (simulated)"
+    ),
     description=(
         "Run the paper environment (steerloop.simulate.paper): 100 sessions per static "
         "strategy (400 in all) reproduce the paper's rates, regimes, R² and interference, "

@@ -173,11 +173,12 @@ COMMAND = Command(
     description=(
         "Steer simulated sessions with a policy file, a preset or one static strategy, and "
         "print the outcome (final objectives, worst objective, hypervolume, steps to reach "
-        "0.7, switches, severity alarms). A policy with paper 1's objectives and strategies "
-        "runs on the calibrated paper environment; any other policy on an environment "
-        "generated from its objectives and strategies (each strategy's equilibrium from its "
-        "emphasis weights, seeded; see steerloop.simulate.generated). --out writes every step "
-        "as trajectory JSONL for 'steerloop analyze' and 'steerloop plot'. Exit status 0 on "
+        "0.7, switches, severity alarms). A policy with the objectives and strategies of the "
+        "SDE paper (arXiv 2510.10739) runs on the calibrated paper environment; any other "
+        "policy on an environment generated from its objectives and strategies (each "
+        "strategy's equilibrium from its emphasis weights, seeded; see "
+        "steerloop.simulate.generated). --out writes every step as trajectory JSONL for "
+        "'steerloop analyze' and 'steerloop plot'. Exit status 0 on "
         "success, 1 for a bad policy file or preset."
     ),
     epilog=(

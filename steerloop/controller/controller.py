@@ -15,7 +15,8 @@ from steerloop.controller.settings import ModelSettings
 from steerloop.controller.state import SessionState
 from steerloop.errors import PolicyError
 from steerloop.policies.engine import PolicyEngine
-from steerloop.policies.schema import Policy, validate_policy
+from steerloop.policies.references import validate_policy
+from steerloop.policies.schema import Policy
 from steerloop.stores.sync import sync
 
 if TYPE_CHECKING:

@@ -80,6 +80,7 @@ from steerloop.controller.listeners import (
     TELEMETRY_ERROR,
     Binding,
     ListenerGroup,
+    ObservedController,
     SessionRecord,
     finite,
     get_logger,
@@ -87,7 +88,6 @@ from steerloop.controller.listeners import (
 )
 
 if TYPE_CHECKING:
-    from steerloop.controller.controller import Controller
     from steerloop.controller.decision import Decision
     from steerloop.controller.session import Session
     from steerloop.policies.schema import Policy
@@ -211,7 +211,7 @@ def _text(diagnostics: Mapping[str, object], key: str) -> str | None:
 class _EventBinding(Binding["SteerloopEvents"]):
     """The link between one :class:`SteerloopEvents` and one controller."""
 
-    def __init__(self, owner: SteerloopEvents, controller: Controller) -> None:
+    def __init__(self, owner: SteerloopEvents, controller: ObservedController) -> None:
         super().__init__(owner, controller)
         self.steps = 0
         self.seed_sessions()
@@ -451,10 +451,10 @@ class SteerloopEvents(ListenerGroup[_EventBinding]):
     def error_logger(self) -> Any:
         return self.logger
 
-    def new_binding(self, controller: Controller) -> _EventBinding:
+    def new_binding(self, controller: ObservedController) -> _EventBinding:
         return _EventBinding(self, controller)
 
-    def bind(self, controller: Controller) -> None:
+    def bind(self, controller: ObservedController) -> None:
         """Log events of ``controller`` instead of the emitter it had.
 
         Binding the same controller twice raises ``ValueError``.
@@ -467,7 +467,7 @@ class SteerloopEvents(ListenerGroup[_EventBinding]):
         with contextlib.suppress(AttributeError):
             controller.events = self
 
-    def unbind(self, controller: Controller) -> None:
+    def unbind(self, controller: ObservedController) -> None:
         """Stop logging events of ``controller`` (``KeyError`` when it is not bound)."""
         super().unbind(controller)
         if getattr(controller, "events", None) is self:

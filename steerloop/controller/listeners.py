@@ -28,16 +28,16 @@ import contextlib
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from steerloop.controller.controller import Controller
     from steerloop.controller.decision import Decision
     from steerloop.controller.session import Session
     from steerloop.policies.schema import Policy
     from steerloop.scoring.base import CompositeScorer
+    from steerloop.stores.base import StateStore
 
 __all__ = [
     "LOGGER_NAME",
@@ -47,6 +47,7 @@ __all__ = [
     "Binding",
     "FailureDelta",
     "ListenerGroup",
+    "ObservedController",
     "SessionRecord",
     "SessionTable",
     "finite",
@@ -98,6 +99,33 @@ def log_telemetry_error(
 
 class _Membership(Sized, Protocol):
     def __contains__(self, session_id: object) -> bool: ...
+
+
+class ObservedController(_Membership, Protocol):
+    """What telemetry uses of a :class:`~steerloop.controller.Controller` it is bound to.
+
+    :class:`~steerloop.controller.Controller` is the implementation; the protocol lets this
+    module (imported by the controller's) name it without importing it.
+    """
+
+    #: The controller's :class:`~steerloop.controller.events.SteerloopEvents` (or ``None``).
+    events: Any
+
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def scorer(self) -> CompositeScorer | None: ...
+    @property
+    def store(self) -> StateStore | None: ...
+    @property
+    def listener_errors(self) -> int: ...
+    def __iter__(self) -> Iterator[Session]: ...
+    def add_listener(self, listener: Callable[[Session, Decision], None]) -> None: ...
+    def remove_listener(self, listener: Callable[[Session, Decision], None]) -> None: ...
+    def add_reload_listener(self, listener: Callable[[Policy, Policy], None]) -> None: ...
+    def remove_reload_listener(self, listener: Callable[[Policy, Policy], None]) -> None: ...
+    def add_step_hook(self, hook: Callable[[Session], Callable[[], None] | None]) -> None: ...
+    def remove_step_hook(self, hook: Callable[[Session], Callable[[], None] | None]) -> None: ...
 
 
 def pick(value: object, allowed: frozenset[str]) -> str:
@@ -257,7 +285,7 @@ class Binding(Generic[_G]):
     decision (their error counts become the baseline).
     """
 
-    def __init__(self, owner: _G, controller: Controller) -> None:
+    def __init__(self, owner: _G, controller: ObservedController) -> None:
         self.owner: _G = owner
         self.controller = controller
         self.lock = threading.Lock()
@@ -338,11 +366,11 @@ class ListenerGroup(Generic[_B]):
         """Where ``steerloop.telemetry.error`` goes (``None``: the ``steerloop`` logger)."""
         return None
 
-    def new_binding(self, controller: Controller) -> _B:
+    def new_binding(self, controller: ObservedController) -> _B:
         """The binding of this object to ``controller``."""
         raise NotImplementedError
 
-    def bind(self, controller: Controller) -> None:
+    def bind(self, controller: ObservedController) -> None:
         """Report ``controller``. Binding the same controller twice raises ``ValueError``."""
         with self._lock:
             if id(controller) in self._bindings:
@@ -351,7 +379,7 @@ class ListenerGroup(Generic[_B]):
             self._bindings[id(controller)] = binding
         binding.attach()
 
-    def unbind(self, controller: Controller) -> None:
+    def unbind(self, controller: ObservedController) -> None:
         """Stop reporting ``controller`` (``KeyError`` when it is not bound)."""
         with self._lock:
             binding = self._bindings.pop(id(controller))

@@ -19,7 +19,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,9 +34,52 @@ from steerloop.stores import codec
 from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
 if TYPE_CHECKING:
-    from steerloop.controller.controller import Controller
+    from collections.abc import Callable, Sized
 
-__all__ = ["Session"]
+    from steerloop.controller.pools import FleetPool, StoredPool
+    from steerloop.controller.settings import ModelSettings
+    from steerloop.policies.engine import PolicyEngine
+    from steerloop.policies.schema import Policy
+    from steerloop.scoring.composite import CompositeScorer
+    from steerloop.stores.base import StateStore
+
+__all__ = ["Session", "SessionOwner"]
+
+
+class SessionOwner(Protocol):
+    """What a :class:`Session` uses of the :class:`~steerloop.controller.Controller` owning it.
+
+    :class:`~steerloop.controller.Controller` is the one implementation; the protocol names
+    the contract so that this module does not import the controller's (which imports this
+    one). The underscored members are internal to the controller package.
+    """
+
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def engine(self) -> PolicyEngine: ...
+    @property
+    def strict(self) -> bool: ...
+    @property
+    def scorer(self) -> CompositeScorer | None: ...
+    @property
+    def store(self) -> StateStore | None: ...
+    @property
+    def step_pool(self) -> FleetPool | StoredPool | None: ...
+    @property
+    def history_size(self) -> int: ...
+    def session(self, session_id: str) -> Session: ...
+    @property
+    def _generation(self) -> int: ...
+    @property
+    def _settings(self) -> ModelSettings: ...
+    @property
+    def _stored_pool(self) -> StoredPool | None: ...
+    @property
+    def _step_hooks(self) -> Sized: ...
+    def _start_step(self, session: Session) -> list[Callable[[], None]]: ...
+    def _call_safely(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    def _notify(self, session: Session, decision: Decision) -> None: ...
 
 
 class Session:
@@ -45,7 +88,7 @@ class Session:
     Calls on one session are serialised by a lock; one session serves one loop at a time.
     """
 
-    def __init__(self, controller: Controller, session_id: str) -> None:
+    def __init__(self, controller: SessionOwner, session_id: str) -> None:
         self._controller = controller
         self._id = session_id
         self._lock = threading.RLock()
@@ -72,8 +115,8 @@ class Session:
         return self._id
 
     @property
-    def controller(self) -> Controller:
-        """The controller this session belongs to."""
+    def controller(self) -> SessionOwner:
+        """The :class:`~steerloop.controller.Controller` this session belongs to."""
         return self._controller
 
     @property

@@ -9,6 +9,7 @@
 """
 
 from steerloop.errors import PolicyError, PolicyIssue
+from steerloop.policies import schema as _schema
 from steerloop.policies.conditions import CompiledCondition, compile_condition
 from steerloop.policies.loader import (
     available_presets,
@@ -17,41 +18,13 @@ from steerloop.policies.loader import (
     parse_policy,
     policy_json_schema,
 )
-from steerloop.policies.schema import (
-    Action,
-    AlertAction,
-    BestPredictedAction,
-    Condition,
-    Estimation,
-    Policy,
-    Rule,
-    ScorerSpec,
-    SequentialAction,
-    SeverityConfig,
-    SeveritySource,
-    Strategy,
-    Switching,
-    reference_problems,
-    validate_policy,
-)
+from steerloop.policies.references import reference_problems, validate_policy
+from steerloop.policies.schema import *  # noqa: F403 - every model of the policy format
 
 __all__ = [
-    "Action",
-    "AlertAction",
-    "BestPredictedAction",
     "CompiledCondition",
-    "Condition",
-    "Estimation",
-    "Policy",
     "PolicyError",
     "PolicyIssue",
-    "Rule",
-    "ScorerSpec",
-    "SequentialAction",
-    "SeverityConfig",
-    "SeveritySource",
-    "Strategy",
-    "Switching",
     "available_presets",
     "compile_condition",
     "load_policy",
@@ -61,3 +34,4 @@ __all__ = [
     "reference_problems",
     "validate_policy",
 ]
+__all__ += _schema.__all__

@@ -187,91 +187,82 @@ def _fact(metric: str, value: object, relation: str, holds: bool) -> str:
     return f"{metric} = {format_value(value)}, not {relation}"
 
 
-def _above(metric: str, threshold: float) -> _Compiled:
-    relation = f"> {format_value(threshold)}"
+def _numeric(
+    metric: str,
+    relation: str,
+    holds: Callable[[float], bool],
+    fails: Callable[[float], bool],
+    explain: Callable[[Diagnostics, bool], str] | None = None,
+) -> _Compiled:
+    """A comparison of a numeric metric: ``holds(value)`` / ``fails(value)`` on a number.
+
+    A missing or text value is neither true nor false (unknown); so is NaN, as long as both
+    predicates compare false on it (plain comparisons do).
+    """
 
     def is_true(diagnostics: Diagnostics) -> bool:
         value = diagnostics.get(metric)
         if value is None or isinstance(value, str):
             return False
-        return bool(value > threshold)  # NaN compares false
+        return holds(value)
 
     def is_false(diagnostics: Diagnostics) -> bool:
         value = diagnostics.get(metric)
         if value is None or isinstance(value, str):
             return False
-        return bool(value <= threshold)
+        return fails(value)
 
-    def explain(diagnostics: Diagnostics) -> str:
+    def fact(diagnostics: Diagnostics) -> str:
+        if explain is not None:
+            return explain(diagnostics, is_true(diagnostics))
         return _fact(metric, diagnostics.get(metric), relation, is_true(diagnostics))
 
-    return _Compiled(is_true, is_false, explain)
+    return _Compiled(is_true, is_false, fact)
+
+
+def _above(metric: str, threshold: float) -> _Compiled:
+    return _numeric(
+        metric,
+        f"> {format_value(threshold)}",
+        lambda value: bool(value > threshold),  # NaN compares false
+        lambda value: bool(value <= threshold),
+    )
 
 
 def _below(metric: str, threshold: float) -> _Compiled:
-    relation = f"< {format_value(threshold)}"
-
-    def is_true(diagnostics: Diagnostics) -> bool:
-        value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(value < threshold)
-
-    def is_false(diagnostics: Diagnostics) -> bool:
-        value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(value >= threshold)
-
-    def explain(diagnostics: Diagnostics) -> str:
-        return _fact(metric, diagnostics.get(metric), relation, is_true(diagnostics))
-
-    return _Compiled(is_true, is_false, explain)
+    return _numeric(
+        metric,
+        f"< {format_value(threshold)}",
+        lambda value: bool(value < threshold),
+        lambda value: bool(value >= threshold),
+    )
 
 
 def _between(metric: str, low: float, high: float) -> _Compiled:
-    relation = f"in [{format_value(low)}, {format_value(high)}]"
-
-    def is_true(diagnostics: Diagnostics) -> bool:
-        value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(low <= value <= high)
-
-    def is_false(diagnostics: Diagnostics) -> bool:
-        value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(value < low or value > high)
-
-    def explain(diagnostics: Diagnostics) -> str:
-        return _fact(metric, diagnostics.get(metric), relation, is_true(diagnostics))
-
-    return _Compiled(is_true, is_false, explain)
+    return _numeric(
+        metric,
+        f"in [{format_value(low)}, {format_value(high)}]",
+        lambda value: bool(low <= value <= high),
+        lambda value: bool(value < low or value > high),
+    )
 
 
 def _equals_number(metric: str, target: float) -> _Compiled:
     relation = f"= {format_value(target)}"
 
-    def is_true(diagnostics: Diagnostics) -> bool:
+    def explain(diagnostics: Diagnostics, holds: bool) -> str:
         value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(value == target)
-
-    def is_false(diagnostics: Diagnostics) -> bool:
-        value = diagnostics.get(metric)
-        if value is None or isinstance(value, str):
-            return False
-        return bool(value != target and value == value)
-
-    def explain(diagnostics: Diagnostics) -> str:
-        value = diagnostics.get(metric)
-        if is_true(diagnostics):
+        if holds:
             return f"{metric} = {format_value(value)}"
         return _fact(metric, value, relation, False)
 
-    return _Compiled(is_true, is_false, explain)
+    return _numeric(
+        metric,
+        relation,
+        lambda value: bool(value == target),
+        lambda value: bool(value != target and value == value),  # NaN: unknown
+        explain,
+    )
 
 
 def _equals_text(metric: str, target: str) -> _Compiled:

@@ -5,7 +5,8 @@ and emphasis weights each), estimation settings, the severity source, switching 
 optional scorers and the rules. Structural checks live on the models; cross-references
 (strategy and metric names, comparator types, rendered prompt sizes) are checked by
 :func:`~steerloop.policies.references.reference_problems`, which the loader maps back to file
-positions and :func:`validate_policy` raises for policies built in Python.
+positions and :func:`~steerloop.policies.references.validate_policy` raises for policies built
+in Python (both import from :mod:`steerloop.policies`).
 
 Conditions and actions are data. A condition is either a comparison
 ``{metric, above|below|equals|between}`` or one combinator ``all``/``any``/``not``; an
@@ -37,7 +38,6 @@ from pydantic import (
     model_validator,
 )
 
-from steerloop.policies.references import reference_problems, validate_policy
 from steerloop.policies.templates import (
     MAX_TEMPLATE_CHARS,
     TEMPLATE_PATTERN,
@@ -60,8 +60,6 @@ __all__ = [
     "SeveritySource",
     "Strategy",
     "Switching",
-    "reference_problems",
-    "validate_policy",
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"

@@ -18,25 +18,7 @@
 Nothing in this package logs; the telemetry layer reports failures.
 """
 
-from steerloop.scoring.base import (
-    AsyncScorer,
-    CallableScorer,
-    CompositeScorer,
-    FailureReason,
-    Scorer,
-    ScoreResult,
-    ScorerFailure,
-)
-from steerloop.scoring.text import extract_code, response_text
+from steerloop.scoring import base as _base
+from steerloop.scoring.base import *  # noqa: F403 - the package exports base's names
 
-__all__ = [
-    "AsyncScorer",
-    "CallableScorer",
-    "CompositeScorer",
-    "FailureReason",
-    "ScoreResult",
-    "Scorer",
-    "ScorerFailure",
-    "extract_code",
-    "response_text",
-]
+__all__ = list(_base.__all__)

@@ -1,13 +1,19 @@
 """SDE environments (Euler–Maruyama), the paper preset, runs and experiments.
 
 ``Environment`` simulates per-strategy linear SDEs on [0, 1]^d vectorised over sessions;
-``paper_environment()`` is calibrated to paper 1's table; ``rollout_arrays`` turns static runs
-into trajectory data for :func:`steerloop.analysis.fit_trajectories`; ``policy_environment()``
-builds an environment for any policy from its strategies' emphasis; ``FakeScoredModel`` and
+``paper_environment()`` is calibrated to the table of the multi-objective SDE paper;
+``rollout_arrays`` turns static runs into trajectory data for
+:func:`steerloop.analysis.fit_trajectories`; ``policy_environment()`` builds an environment
+for any policy from its strategies' emphasis; ``FakeScoredModel`` and
 ``SimulatedScoresScorer`` let an environment stand in for an LLM behind any adapter;
 ``run_experiment`` compares static strategies and steered policies (through the real
-Controller) and ``sequential_vs_simultaneous`` runs paper 1's open question 3 (module
+Controller) and ``sequential_vs_simultaneous`` runs that paper's open question 3 (module
 ``sequential``).
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739.
 """
 
 from steerloop.simulate.environment import Environment, Rollout, StrategyDynamics

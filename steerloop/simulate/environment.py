@@ -1,6 +1,7 @@
 """Simulated objective dynamics: a linear SDE per strategy on the box [0, 1]^d.
 
-The hidden objective state x ∈ [0, 1]^d of a loop follows paper 1's model (eq. 1–2)
+The hidden objective state x ∈ [0, 1]^d of a loop follows the model of the
+multi-objective SDE paper (eq. 1–2)
 
     dx = (A_π x + b_π) dt + σ_π dW,        σ_π σ_πᵀ = D_π,                         (1)
 
@@ -28,6 +29,11 @@ x_0 = clip(m₀ + s₀ ⊙ η, 0, 1), η ~ N(0, I).
 
 Every method that draws takes a :class:`numpy.random.Generator` and draws exactly one
 standard normal array of shape (sessions, d) per call, so a seed fixes a run.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739, eq. 1–2.
 
 Examples
 --------

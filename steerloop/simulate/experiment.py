@@ -37,8 +37,13 @@ are its noisy measurement):
     policies are measured alike); ``severity_rule_decisions`` counts decisions per session
     made by a rule whose condition reads a ``severity.*`` metric (steered policies only).
 
-Paper 1's open question 3 (sequential vs simultaneous optimisation) is in
-:mod:`steerloop.simulate.sequential`.
+Open question 3 of the multi-objective SDE paper (sequential vs simultaneous optimisation)
+is in :mod:`steerloop.simulate.sequential`.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739 (its open question 3).
 """
 
 from __future__ import annotations
@@ -510,17 +515,14 @@ _MOVED = (
 
 
 def __getattr__(name: str) -> object:
-    """Names that moved to :mod:`steerloop.simulate.sequential` (deprecated here)."""
+    """Names that moved to :mod:`steerloop.simulate.sequential` say where they went.
+
+    They are not re-exported from here: :mod:`~steerloop.simulate.sequential` imports this
+    module, and a re-export would close an import cycle.
+    """
     if name in _MOVED:
-        import warnings
-
-        from steerloop.simulate import sequential
-
-        warnings.warn(
+        raise AttributeError(
             f"steerloop.simulate.experiment.{name} moved to steerloop.simulate.sequential "
-            "(also exported by steerloop.simulate)",
-            DeprecationWarning,
-            stacklevel=2,
+            f"(also exported by steerloop.simulate): from steerloop.simulate import {name}",
         )
-        return getattr(sequential, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Simulated environments for any policy: each strategy's dynamics derived from its emphasis.
 
-The paper environment (:mod:`steerloop.simulate.paper`) only knows paper 1's three objectives
+The paper environment (:mod:`steerloop.simulate.paper`) only knows the three objectives
+of the multi-objective SDE paper
 and four strategies. :func:`policy_environment` builds an
 :class:`~steerloop.simulate.environment.Environment` for **any** policy, from the policy alone
 and a seed, by this documented rule (Δt = 1; objectives in the policy's order).
@@ -16,7 +17,7 @@ and draw, from one generator seeded with ``seed``, strategy by strategy in polic
     offset        b_π = −A_π x*_π            (so μ(x) = A_π (x − x*_π))
     diffusion     D_π = σ² I
 
-so an emphasised objective settles high and a neglected one low — the trade-off paper 1
+so an emphasised objective settles high and a neglected one low — the trade-off that paper
 measured (its feature-focused strategy drives security towards 0) — at a strategy-specific
 speed, with weak random coupling between objectives. Every row of C_π has absolute sum below
 κ < 1, so A_π is strictly diagonally dominant with diagonal −ρ_π: by Gershgorin's theorem every
@@ -27,6 +28,11 @@ noise follow eq. (3) of :mod:`steerloop.simulate.environment`.
 This is a *test bed*, not a model of your loop: it lets any policy be run, recorded, analysed
 and plotted before a real LLM is attached. :func:`environment_for` picks the paper environment
 when the policy fits it and a generated one otherwise.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739.
 
 Examples
 --------
@@ -170,7 +176,7 @@ def policy_environment(
 
 
 def fits_paper_environment(policy: Policy) -> bool:
-    """Whether ``policy`` uses paper 1's objectives and only strategies the paper simulates."""
+    """Whether ``policy`` uses the paper's objectives and only strategies the paper simulates."""
     return set(policy.objectives) == set(PAPER_OBJECTIVES) and set(policy.strategies) <= set(
         PAPER_STRATEGIES
     )

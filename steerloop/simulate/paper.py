@@ -1,9 +1,11 @@
-"""The paper environment: four strategies calibrated to paper 1's measured dynamics.
+"""The paper environment: four strategies calibrated to the measured dynamics of the
+multi-objective SDE paper.
 
 :func:`paper_environment` returns an :class:`~steerloop.simulate.environment.Environment` on
 the objectives ``(security, efficiency, functionality)`` (that order) whose offline analysis
 (:func:`steerloop.analysis.fit_trajectories` on 100 sessions × 50 iterations per static
-strategy, 400 sessions in all) reproduces the figures of Shukla & Joshi, arXiv 2510.10739:
+strategy, 400 sessions in all) reproduces the figures of Shukla & Joshi, arXiv:2510.10739
+(References):
 
 =====================================  ===============  ================================  =========
 figure                                 paper            reproduced, 30 seeds: mean ± sd   tolerance
@@ -64,6 +66,11 @@ Examples
 >>> env.objectives, env.strategy_names
 (('security', 'efficiency', 'functionality'), ('efficiency_focused', 'security_focused', \
 'feature_focused', 'adaptive_integration'))
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739, §4.3–4.4 (the figures reproduced above).
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ __all__ = [
 #: Objective order of the paper environment.
 PAPER_OBJECTIVES = ("security", "efficiency", "functionality")
 
-#: The four static strategies of paper 1, in table order.
+#: The four static strategies of the paper, in table order.
 PAPER_STRATEGIES = (
     "efficiency_focused",
     "security_focused",
@@ -97,7 +104,7 @@ PAPER_STRATEGIES = (
     "adaptive_integration",
 )
 
-#: The paper's figures that the calibration targets (paper 1, §4.3–4.4).
+#: The paper's figures that the calibration targets (§4.3–4.4).
 PAPER_FIGURES: dict[str, float | str] = {
     "efficiency_focused.rate": 0.33,
     "efficiency_focused.regime": "exponential",
@@ -132,7 +139,7 @@ def _correlation() -> np.ndarray:
 
 
 def paper_environment(*, noise_sd: float = 0.01) -> Environment:
-    """The environment calibrated to paper 1's table (see the module docstring).
+    """The environment calibrated to the paper's table (see the module docstring).
 
     Parameters
     ----------

@@ -1,10 +1,15 @@
-"""Paper 1's open question 3: optimise one objective at a time, or all at once?
+"""Open question 3 of the multi-objective SDE paper: one objective at a time, or all at once?
 
 When objectives interfere (a gain on one costs the others), does sequential optimisation
 (focus strategies one after the other, appendix B.3) beat simultaneous optimisation (the
 balanced strategy)? :func:`sequential_vs_simultaneous` runs both with
 :func:`~steerloop.simulate.experiment.run_experiment` on :func:`interference_environment` at
 several interference strengths and reports both.
+
+References
+----------
+A. Shukla and A. Joshi, "A Stochastic Differential Equation Framework for Multi-Objective LLM
+Interactions", arXiv:2510.10739, appendix B.3.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def interference_environment(
 
 
 def sequential_policy(*, target: float = 0.8, patience: int = 4, min_dwell: int = 3) -> Policy:
-    """A policy in sequential mode from the end of warm-up on (paper 1, appendix B.3).
+    """A policy in sequential mode from the end of warm-up on (the paper's appendix B.3).
 
     The rule ``sequential`` fires at every step after warm-up; the engine focuses one
     objective at a time (order by interference, ``auto``) with the strategy emphasising it,
@@ -171,7 +176,7 @@ def sequential_vs_simultaneous(
     target: float = 0.7,
     progress: Progress | None = None,
 ) -> InterferenceStudy:
-    """Paper 1's open question 3: sequential (one objective at a time) vs simultaneous.
+    """The paper's open question 3: sequential (one objective at a time) vs simultaneous.
 
     For each κ in ``strengths`` runs ``sequential`` (:func:`sequential_policy` through the
     Controller) and ``simultaneous`` (static ``adaptive_integration``) on

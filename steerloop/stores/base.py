@@ -68,6 +68,7 @@ __all__ = [
     "RESULTS_CAP",
     "WRITTEN",
     "Read",
+    "SharedSettings",
     "StateStore",
     "StoreConflictError",
     "StoreStats",
@@ -293,6 +294,44 @@ class StateStore(Protocol):
     def stats(self) -> StoreStats:
         """Counters since the store was created."""
         ...
+
+
+class SharedSettings:
+    """The settings every store shares, validated once and kept as plain attributes.
+
+    :class:`~steerloop.stores.MemoryStore` and :class:`~steerloop.stores.RedisStore` call
+    :meth:`_set_shared_settings` from their constructors (see :func:`check_store_settings`
+    for the rules); :mod:`steerloop.stores.sync` reads ``ttl``, ``retries`` and ``backoff``.
+    """
+
+    ttl: float
+    retries: int
+    backoff: float
+    lease: float
+    lease_wait: float
+    keep_results: int
+    keep_results_for: float
+
+    def _set_shared_settings(
+        self,
+        ttl: float,
+        retries: int,
+        backoff: float,
+        lease: float,
+        lease_wait: float,
+        keep_results: int,
+        keep_results_for: float,
+    ) -> None:
+        check_store_settings(
+            ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
+        )
+        self.ttl = float(ttl)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.lease = float(lease)
+        self.lease_wait = float(lease_wait)
+        self.keep_results = int(keep_results)
+        self.keep_results_for = float(keep_results_for)
 
 
 def check_store_settings(

@@ -29,12 +29,12 @@ from steerloop.stores.base import (
     RESULTS_CAP,
     WRITTEN,
     Read,
+    SharedSettings,
     StoreStats,
     Token,
     Turn,
     Written,
     _Counters,
-    check_store_settings,
 )
 
 __all__ = ["MemoryStore", "new_generation"]
@@ -65,7 +65,7 @@ class _Lease:
     expires_at: float
 
 
-class MemoryStore:
+class MemoryStore(SharedSettings):
     """Thread-safe in-memory :class:`~steerloop.stores.StateStore`.
 
     Parameters
@@ -112,16 +112,9 @@ class MemoryStore:
         keep_results_for: float = DEFAULT_KEEP_RESULTS_FOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(
+        self._set_shared_settings(
             ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
         )
-        self.ttl = float(ttl)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.lease = float(lease)
-        self.lease_wait = float(lease_wait)
-        self.keep_results = int(keep_results)
-        self.keep_results_for = float(keep_results_for)
         self._clock = clock
         self._lock = threading.Lock()
         self._waiting: dict[str, _Waiters] = {}  # per key: who waits for its turn

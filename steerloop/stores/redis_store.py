@@ -57,12 +57,12 @@ from steerloop.stores.base import (
     RESULTS_CAP,
     WRITTEN,
     Read,
+    SharedSettings,
     StoreStats,
     Token,
     Turn,
     Written,
     _Counters,
-    check_store_settings,
 )
 from steerloop.stores.fallback import LocalFallback
 from steerloop.stores.memory import MemoryStore, new_generation
@@ -109,7 +109,7 @@ def _token(generation: bytes | None, version: bytes | int | None) -> Token | Non
     return Token(generation.decode("ascii"), int(version))
 
 
-class RedisStore:
+class RedisStore(SharedSettings):
     """:class:`~steerloop.stores.StateStore` on Redis ≥ 6.2 (extra ``redis``: redis-py).
 
     Parameters
@@ -179,7 +179,7 @@ class RedisStore:
         client: redis.Redis | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_store_settings(
+        self._set_shared_settings(
             ttl, retries, backoff, lease, lease_wait, keep_results, keep_results_for
         )
         if not timeout > 0:
@@ -189,13 +189,6 @@ class RedisStore:
         if not namespace:
             raise ValueError("namespace must be a non-empty string")
         redis_module = _import_redis()
-        self.ttl = float(ttl)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.lease = float(lease)
-        self.lease_wait = float(lease_wait)
-        self.keep_results = int(keep_results)
-        self.keep_results_for = float(keep_results_for)
         self.namespace = namespace
         self.timeout = float(timeout)
         self.fallback = fallback

@@ -43,7 +43,8 @@ DEFAULT_STEP_BUCKETS: tuple[float, ...] = (
 )
 #: Buckets for values in [0, 1] (filtered objectives, severity).
 DEFAULT_RATIO_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-#: Convergence-rate buckets: negative means unstable, above 1.5 overshoot (paper 1: 0.33-1.29).
+#: Convergence-rate buckets: negative means unstable, above 1.5 overshoot (the SDE paper,
+#: arXiv:2510.10739, measured 0.33-1.29).
 DEFAULT_RATE_BUCKETS: tuple[float, ...] = (
     -0.5,
     0.0,

@@ -31,7 +31,7 @@ from steerloop.telemetry._catalog import (
 )
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller
+    from steerloop.controller.listeners import ObservedController
 
 __all__ = ["Fleet", "FleetCollector", "FleetCounts", "FleetOwner", "LivesumFleet"]
 
@@ -122,7 +122,7 @@ class FleetOwner(Protocol):
 
     def fleet_counts(self, prune: bool = True) -> FleetCounts: ...
 
-    def controllers(self) -> list[Controller]: ...
+    def controllers(self) -> list[ObservedController]: ...
 
     def failed(self, where: str, error: BaseException) -> None: ...
 
@@ -174,7 +174,7 @@ class FleetCollector(Collector):
         yield operations
 
 
-def store_totals(controllers: Iterable[Controller]) -> Tally[str]:
+def store_totals(controllers: Iterable[ObservedController]) -> Tally[str]:
     """Sum of the :class:`StoreStats` of the controllers' stores, each store counted once."""
     stores = {id(c.store): c.store for c in controllers if c.store is not None}
     totals: Tally[str] = Tally()

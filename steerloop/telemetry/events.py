@@ -23,40 +23,7 @@ True
 
 from __future__ import annotations
 
-from steerloop.controller.events import (
-    CONTROLLER_FAULT,
-    DECISION,
-    EVENT_FIELDS,
-    LOGGER_NAME,
-    POLICY_ALERT,
-    POLICY_RELOAD,
-    REGIME_CHANGE,
-    RULE_ERROR,
-    SCORER_ERROR,
-    SEVERITY_ALARM,
-    STRATEGY_SWITCH,
-    TELEMETRY_ERROR,
-    TEXT_FIELDS,
-    SteerloopEvents,
-    get_logger,
-    log_telemetry_error,
-)
+from steerloop.controller import events as _events
+from steerloop.controller.events import *  # noqa: F403 - this module re-exports them all
 
-__all__ = [
-    "CONTROLLER_FAULT",
-    "DECISION",
-    "EVENT_FIELDS",
-    "LOGGER_NAME",
-    "POLICY_ALERT",
-    "POLICY_RELOAD",
-    "REGIME_CHANGE",
-    "RULE_ERROR",
-    "SCORER_ERROR",
-    "SEVERITY_ALARM",
-    "STRATEGY_SWITCH",
-    "TELEMETRY_ERROR",
-    "TEXT_FIELDS",
-    "SteerloopEvents",
-    "get_logger",
-    "log_telemetry_error",
-]
+__all__ = list(_events.__all__)

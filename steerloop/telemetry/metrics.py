@@ -123,18 +123,20 @@ from prometheus_client import CollectorRegistry
 from steerloop.controller.listeners import (
     Binding,
     ListenerGroup,
+    ObservedController,
     SessionRecord,
     finite,
     label_set,
     pick,
 )
+from steerloop.telemetry import _catalog
+from steerloop.telemetry._catalog import *  # noqa: F403 - the catalogue and bucket defaults
 from steerloop.telemetry._catalog import (
     ALERT_SEVERITIES,
     DEFAULT_RATE_BUCKETS,
     DEFAULT_RATIO_BUCKETS,
     DEFAULT_STEP_BUCKETS,
     EXTERNAL,
-    METRICS,
     MODE_SET,
     MULTIPROC_ENV,
     NONE,
@@ -143,7 +145,6 @@ from steerloop.telemetry._catalog import (
     REGIME_SET,
     REPORTED,
     Children,
-    MetricSpec,
     new_counter,
     new_histogram,
 )
@@ -151,20 +152,11 @@ from steerloop.telemetry._fleet import Fleet, FleetCollector, FleetCounts, Lives
 from steerloop.telemetry.exporter import MetricsServer, multiprocess_registry, serve_metrics
 
 if TYPE_CHECKING:
-    from steerloop.controller import Controller, Decision, Session
+    from steerloop.controller import Decision, Session
     from steerloop.policies.schema import Policy
 
-__all__ = [
-    "DEFAULT_RATE_BUCKETS",
-    "DEFAULT_RATIO_BUCKETS",
-    "DEFAULT_STEP_BUCKETS",
-    "METRICS",
-    "MetricSpec",
-    "MetricsServer",
-    "SteerloopMetrics",
-    "multiprocess_registry",
-    "serve_metrics",
-]
+__all__ = ["MetricsServer", "SteerloopMetrics", "multiprocess_registry", "serve_metrics"]
+__all__ += _catalog.__all__  # the metric catalogue and bucket defaults
 
 _PRUNE_EVERY = 256
 
@@ -172,7 +164,7 @@ _PRUNE_EVERY = 256
 class _MetricsBinding(Binding["SteerloopMetrics"]):
     """The link between one :class:`SteerloopMetrics` and one controller."""
 
-    def __init__(self, owner: SteerloopMetrics, controller: Controller) -> None:
+    def __init__(self, owner: SteerloopMetrics, controller: ObservedController) -> None:
         super().__init__(owner, controller)
         self.fleet = Fleet()
         self.steps_since_maintenance = 0
@@ -399,10 +391,10 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         """The registry holding every metric."""
         return self._registry
 
-    def new_binding(self, controller: Controller) -> _MetricsBinding:
+    def new_binding(self, controller: ObservedController) -> _MetricsBinding:
         return _MetricsBinding(self, controller)
 
-    def bind(self, controller: Controller) -> None:
+    def bind(self, controller: ObservedController) -> None:
         """Report ``controller``: register the step listener, step timer and reload listener.
 
         Sessions that already stepped are counted in the fleet gauges from their last
@@ -411,7 +403,7 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         super().bind(controller)
         self.publish_fleet()
 
-    def unbind(self, controller: Controller) -> None:
+    def unbind(self, controller: ObservedController) -> None:
         """Stop reporting ``controller`` (its sessions leave the fleet gauges).
 
         Raises ``KeyError`` when it is not bound.
@@ -419,7 +411,7 @@ class SteerloopMetrics(ListenerGroup[_MetricsBinding]):
         super().unbind(controller)
         self.publish_fleet()
 
-    def controllers(self) -> list[Controller]:
+    def controllers(self) -> list[ObservedController]:
         """The bound controllers."""
         return [binding.controller for binding in self.bindings()]
 

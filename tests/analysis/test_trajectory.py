@@ -246,3 +246,11 @@ def test_trajectory_format_error_moved_to_errors_with_deprecated_old_paths() -> 
     assert issubclass(TrajectoryFormatError, ValueError)
     with pytest.raises(AttributeError):
         _ = steerloop.analysis.no_such_name  # type: ignore[attr-defined]
+
+
+def test_the_recorder_is_not_re_exported_by_the_format_module_and_says_where_it_is() -> None:
+    import steerloop.analysis
+    import steerloop.analysis.trajectory
+
+    with pytest.raises(AttributeError, match=r"moved to steerloop\.analysis\.recorder"):
+        _ = steerloop.analysis.trajectory.TrajectoryRecorder  # type: ignore[attr-defined]

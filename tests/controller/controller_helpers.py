@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from steerloop import Controller, Decision, Policy
-from steerloop.policies.schema import validate_policy
+from steerloop.policies.references import validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
 #: A stable linear drift (eigenvalues −0.39, −0.53, −0.58: per-step rate 0.39) and its target.

@@ -22,7 +22,8 @@ from steerloop.policies.loader import load_preset
 from steerloop.policies.memory import EngineMemory
 from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies.outcome import EngineOutcome
-from steerloop.policies.schema import PlanAction, Policy, validate_policy
+from steerloop.policies.references import validate_policy
+from steerloop.policies.schema import PlanAction, Policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
 STRATEGIES = {

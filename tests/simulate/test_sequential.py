@@ -36,11 +36,12 @@ def test_sequential_vs_simultaneous_small() -> None:
     assert study.winner(0.45) in {"sequential", "simultaneous"}
 
 
-def test_old_import_path_warns() -> None:
+def test_the_old_import_path_names_the_new_one() -> None:
     import steerloop.simulate.experiment as experiment
 
-    with pytest.warns(DeprecationWarning, match="moved to steerloop.simulate.sequential"):
-        old = experiment.sequential_vs_simultaneous  # type: ignore[attr-defined]
-    assert old is sequential_vs_simultaneous
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match=r"moved to steerloop\.simulate\.sequential"):
+        _ = experiment.sequential_vs_simultaneous  # type: ignore[attr-defined]
+    with pytest.raises(ImportError, match="cannot import name 'InterferenceStudy'"):
+        from steerloop.simulate.experiment import InterferenceStudy  # noqa: F401
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         _ = experiment.no_such_name  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from steerloop import Controller, Policy
-from steerloop.policies.schema import validate_policy
+from steerloop.policies.references import validate_policy
 from steerloop.stores.sync import StoredCopy, read_modify_write, sync
 
 #: Seconds: the one generous setting every wait for progress derives from

@@ -16,6 +16,7 @@ MODULES = [
     "steerloop.stores.redis_store",
     "steerloop.stores.sync",
     "steerloop.testing",
+    "steerloop.testing._stores",
 ]
 #: Modules whose docstrings carry runnable examples (each must run at least one).
 WITH_EXAMPLES = [
@@ -23,7 +24,7 @@ WITH_EXAMPLES = [
     "steerloop.stores.codec",
     "steerloop.stores.memory",
     "steerloop.stores.sync",
-    "steerloop.testing",
+    "steerloop.testing._stores",
 ]
 
 

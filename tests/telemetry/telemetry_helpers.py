@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from steerloop import Controller, Decision, Policy, Session
-from steerloop.policies.schema import validate_policy
+from steerloop.policies.references import validate_policy
 
 OBJECTIVES = ["security", "efficiency", "functionality"]
 

@@ -1,14 +1,4 @@
-"""Public test doubles: use them in your own tests of code built on steerloop.
-
-Sections (one per kind of double):
-
-* **Stores** — :class:`FaultyStore`: a :class:`~steerloop.stores.StateStore` that forwards to
-  a real store and fails on demand (refuses, drops a reply after applying, times out), or
-  runs a hook between operations (another worker's update between this worker's read and
-  write).
-
-Nothing here is imported by ``import steerloop``.
-"""
+"""Store doubles of :mod:`steerloop.testing` (:class:`FaultyStore`)."""
 
 from __future__ import annotations
 
