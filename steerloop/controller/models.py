@@ -117,6 +117,9 @@ class SessionModels:
         # R̂ each strategy's fit uses: the R̂ in force when the strategy last learnt (so an idle
         # strategy's fit does not change with every step of another; part of the snapshot).
         self._fit_noise: dict[str, FloatArray] = {}
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
         # Fits and planner models computed since the last change (caches, not state).
         self._fits: dict[str, tuple[int, object, bytes, DriftFit | None]] = {}
         self._strategy_models: dict[str, tuple[DriftFit, StrategyModel]] = {}
@@ -356,7 +359,8 @@ class SessionModels:
     @classmethod
     def from_state(cls, state: ModelsState, settings: ModelSettings) -> SessionModels:
         """Rebuild from :meth:`to_state` output under ``settings``."""
-        models = cls(settings)
+        models = cls.__new__(cls)  # every estimator comes from the snapshot: none built twice
+        models._settings = settings
         models._kalman = ObjectiveFilter.from_state(state.kalman)
         models._drift = {
             name: DriftModel.from_state(drift, settings.drift)
@@ -376,6 +380,7 @@ class SessionModels:
         models._evidence = dict(state.evidence)
         models._previous_raw = _optional_array(state.previous_raw)
         models._previous_filtered = _optional_array(state.previous_filtered)
+        models._clear_caches()
         return models
 
 
