@@ -123,6 +123,8 @@ class SessionModels:
         # Fits and planner models computed since the last change (caches, not state).
         self._fits: dict[str, tuple[int, object, bytes, DriftFit | None]] = {}
         self._strategy_models: dict[str, tuple[DriftFit, StrategyModel]] = {}
+        # Matrix roots (L_K, L_C) of each fit's posterior, for Thompson draws.
+        self._roots: dict[str, tuple[DriftFit, FloatArray, FloatArray]] = {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -332,9 +334,12 @@ class SessionModels:
             cached = self._strategy_models[strategy] = (fit, model)
         if rng is None:
             return cached[1]
-        parameters = fit.parameter_covariance()
-        assert parameters is not None
-        theta = _posterior_draw(fit.fit.theta, *parameters, rng)
+        roots = self._roots.get(strategy)
+        if roots is None or roots[0] is not fit:
+            parameters = fit.parameter_covariance()
+            assert parameters is not None
+            roots = self._roots[strategy] = (fit, _root(parameters[1]), _root(parameters[0]))
+        theta = _posterior_draw(fit.fit.theta, roots[1], roots[2], rng)
         d = self._settings.dim
         return StrategyModel(A=theta[:d].T, b=theta[d], Q=cached[1].Q, dt=fit.dt)
 
@@ -385,11 +390,9 @@ class SessionModels:
 
 
 def _posterior_draw(
-    theta: FloatArray, residual: FloatArray, scale: FloatArray, rng: np.random.Generator
+    theta: FloatArray, left: FloatArray, right: FloatArray, rng: np.random.Generator
 ) -> FloatArray:
-    """One draw of Θ from the matrix normal N(Θ̂, K, C_e): Θ̂ + L_K Z L_Cᵀ."""
-    left = _root(scale)
-    right = _root(residual)
+    """One draw of Θ from the matrix normal N(Θ̂, K, C_e): Θ̂ + L_K Z L_Cᵀ (roots of K, C_e)."""
     draw = theta + left @ rng.standard_normal(theta.shape) @ right.T
     return np.asarray(draw, dtype=np.float64)
 

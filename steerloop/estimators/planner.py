@@ -121,6 +121,36 @@ class StrategyModel:
         usable = bool(np.isfinite(values).all()) and math.isfinite(bound) and bound < 1e8
         return values, vectors, inverse, usable
 
+    @cached_property
+    def _kernel(self) -> _Kernel:
+        """What the closed forms (1) need of this model, once per model (reused across plans)."""
+        values, vectors, inverse, usable = self._eigen
+        inverse = inverse.astype(np.complex128)
+        d = self.b.shape[0]
+        x_cov = self.equilibrium_covariance
+        return _Kernel(
+            usable=usable,
+            values=values.astype(np.complex128),
+            vectors=vectors.astype(np.complex128),
+            inverse=inverse,
+            offset=self.b * self.dt,
+            noise=inverse @ self.Q @ inverse.conj().T,
+            x_cov=np.zeros((d, d)) if x_cov is None else x_cov,
+        )
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """One model's eigen form of F, offset c = bΔt, M = V⁻¹ Q V⁻ᴴ and Cov(x̂*) (eq. 1)."""
+
+    usable: bool
+    values: ComplexArray
+    vectors: ComplexArray
+    inverse: ComplexArray
+    offset: FloatArray
+    noise: ComplexArray
+    x_cov: FloatArray
+
 
 def equilibrium_covariance(
     A: FloatArray, b: FloatArray, residual_covariance: FloatArray, scale: FloatArray
@@ -217,30 +247,19 @@ class _Dynamics:
     def __init__(self, models: Sequence[StrategyModel]) -> None:
         d = models[0].b.shape[0]
         self.dim = d
-        parts = [m._eigen for m in models]
-        self.ok = np.array([part[3] for part in parts])
-        self.values: ComplexArray = np.stack([part[0] for part in parts]).astype(np.complex128)
-        self.vectors: ComplexArray = np.stack([part[1] for part in parts]).astype(np.complex128)
-        inverse = np.stack([part[2] for part in parts]).astype(np.complex128)
-        self.inverse: ComplexArray = inverse
-        self.offset = np.stack([m.b * m.dt for m in models])
-        Q = np.stack([m.Q for m in models])
-        self.noise: ComplexArray = inverse @ Q @ inverse.conj().transpose(0, 2, 1)
-        self.x_cov = np.stack(
-            [
-                np.zeros((d, d)) if m.equilibrium_covariance is None else m.equilibrium_covariance
-                for m in models
-            ]
-        )
+        kernels = [m._kernel for m in models]
+        self.ok = np.array([k.usable for k in kernels])
+        self.values: ComplexArray = np.stack([k.values for k in kernels])
+        self.vectors: ComplexArray = np.stack([k.vectors for k in kernels])
+        self.inverse: ComplexArray = np.stack([k.inverse for k in kernels])
+        self.offset = np.stack([k.offset for k in kernels])
+        self.noise: ComplexArray = np.stack([k.noise for k in kernels])
+        self.x_cov = np.stack([k.x_cov for k in kernels])
 
-    def propagate(
-        self,
-        index: NDArray[np.intp],
-        mean: FloatArray,
-        cov: FloatArray,
-        steps: NDArray[np.int64],
-    ) -> tuple[FloatArray, FloatArray]:
-        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1)."""
+    def transitions(
+        self, index: NDArray[np.intp], steps: NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Fⁿ, Gₙc, Sₙ and (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ of strategies ``index`` for ``steps``."""
         lam = self.values[index]
         n = steps.astype(np.float64)[:, None]
         power = lam**n
@@ -257,12 +276,46 @@ class _Dynamics:
         Fn = np.real((V * power[:, None, :]) @ Vi)
         Gn = np.real((V * geometric[:, None, :]) @ Vi)
         Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
-        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + (Gn @ self.offset[index][:, :, None])[:, :, 0]
+        drift = (Gn @ self.offset[index][:, :, None])[:, :, 0]
         gap = np.eye(self.dim)[None] - Fn
-        new_cov = (
-            Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        uncertainty = gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        return Fn, drift, Sn, uncertainty
+
+    def propagate(
+        self,
+        index: NDArray[np.intp],
+        mean: FloatArray,
+        cov: FloatArray,
+        steps: NDArray[np.int64],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1).
+
+        The transitions are computed once per distinct (strategy, steps) pair.
+        """
+        pairs, where = np.unique(np.stack((index, steps)), axis=1, return_inverse=True)
+        where = where.reshape(-1)
+        Fn, drift, Sn, uncertainty = (
+            part[where] for part in self.transitions(pairs[0].astype(np.intp), pairs[1])
         )
+        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
+        new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + uncertainty
         return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+
+    def propagate_shared(
+        self, index: NDArray[np.intp], mean: FloatArray, cov: FloatArray, steps: NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`propagate` of one belief (d,), (d, d) for every row: computed once per
+        distinct (strategy, steps) pair, then gathered."""
+        pairs, where = np.unique(np.stack((index, steps)), axis=1, return_inverse=True)
+        where = where.reshape(-1)
+        count = pairs.shape[1]
+        end_mean, end_cov = self.propagate(
+            pairs[0].astype(np.intp),
+            np.broadcast_to(mean, (count, mean.shape[0])),
+            np.broadcast_to(cov, (count, *cov.shape)),
+            pairs[1],
+        )
+        return end_mean[where], end_cov[where]
 
 
 def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
@@ -347,11 +400,10 @@ def plan(
         ],
         dtype=np.int64,
     )
-    count = len(rows)
-    end_mean, end_cov = dynamics.propagate(
+    end_mean, end_cov = dynamics.propagate_shared(
         np.array([position[c.first] for c, _, _ in rows], dtype=np.intp),
-        np.broadcast_to(mean, (count, mean.shape[0])),
-        np.broadcast_to(covariance, (count, *covariance.shape)),
+        mean,
+        covariance,
         first_steps,
     )
     later = [
