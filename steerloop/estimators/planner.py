@@ -292,11 +292,8 @@ class _Dynamics:
 
         The transitions are computed once per distinct (strategy, steps) pair.
         """
-        pairs, where = np.unique(np.stack((index, steps)), axis=1, return_inverse=True)
-        where = where.reshape(-1)
-        Fn, drift, Sn, uncertainty = (
-            part[where] for part in self.transitions(pairs[0].astype(np.intp), pairs[1])
-        )
+        pairs, where = _distinct(index, steps)
+        Fn, drift, Sn, uncertainty = (part[where] for part in self.transitions(*pairs))
         new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
         new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + uncertainty
         return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
@@ -306,16 +303,28 @@ class _Dynamics:
     ) -> tuple[FloatArray, FloatArray]:
         """:meth:`propagate` of one belief (d,), (d, d) for every row: computed once per
         distinct (strategy, steps) pair, then gathered."""
-        pairs, where = np.unique(np.stack((index, steps)), axis=1, return_inverse=True)
-        where = where.reshape(-1)
-        count = pairs.shape[1]
-        end_mean, end_cov = self.propagate(
-            pairs[0].astype(np.intp),
-            np.broadcast_to(mean, (count, mean.shape[0])),
-            np.broadcast_to(cov, (count, *cov.shape)),
-            pairs[1],
-        )
-        return end_mean[where], end_cov[where]
+        (first, count), where = _distinct(index, steps)
+        size = first.shape[0]
+        Fn, drift, Sn, uncertainty = self.transitions(first, count)
+        new_mean = (Fn @ np.broadcast_to(mean, (size, mean.shape[0]))[:, :, None])[:, :, 0] + drift
+        shared = np.broadcast_to(cov, (size, *cov.shape))
+        new_cov = Fn @ shared @ Fn.transpose(0, 2, 1) + Sn + uncertainty
+        new_cov = 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+        return new_mean[where], new_cov[where]
+
+
+def _distinct(
+    index: NDArray[np.intp], steps: NDArray[np.int64]
+) -> tuple[tuple[NDArray[np.intp], NDArray[np.int64]], NDArray[np.intp]]:
+    """The distinct (strategy, steps) pairs, in order of first appearance, and each row's."""
+    position: dict[tuple[int, int], int] = {}
+    where = [
+        position.setdefault(pair, len(position))
+        for pair in zip(index.tolist(), steps.tolist(), strict=True)
+    ]
+    first = np.fromiter((pair[0] for pair in position), dtype=np.intp, count=len(position))
+    count = np.fromiter((pair[1] for pair in position), dtype=np.int64, count=len(position))
+    return (first, count), np.array(where, dtype=np.intp)
 
 
 def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
@@ -416,15 +425,26 @@ def plan(
         end_mean[chosen], end_cov[chosen] = dynamics.propagate(
             second, end_mean[chosen], end_cov[chosen], remaining
         )
-    utilities = _utility(settings, end_mean, end_cov)
-    values = dict.fromkeys(candidates, 0.0)
-    for (schedule, _, weight), value in zip(rows, utilities.tolist(), strict=True):
-        values[schedule] += weight * value
-    best = candidates[0]
-    for schedule in candidates[1:]:  # the first of equal values wins
-        if values[schedule] > values[best]:
-            best = schedule
-    return Plan(best, values[best], values)
+    utilities = _utility(settings, end_mean, end_cov).tolist()
+    if len(set(candidates)) != len(candidates):
+        values = dict.fromkeys(candidates, 0.0)  # a repeated extra candidate: sum its rows
+        for (schedule, _, weight), value in zip(rows, utilities, strict=True):
+            values[schedule] += weight * value
+        totals = [values[schedule] for schedule in candidates]
+    else:  # rows run candidate by candidate, horizons inner: the same sums, in the same order
+        weights = [weight for _, weight in horizons]
+        totals = []
+        for start in range(0, len(rows), len(weights)):
+            total = 0.0
+            for weight, value in zip(weights, utilities[start : start + len(weights)], strict=True):
+                total += weight * value
+            totals.append(total)
+        values = dict(zip(candidates, totals, strict=True))
+    best = 0
+    for i in range(1, len(candidates)):  # the first of equal values wins
+        if totals[i] > totals[best]:
+            best = i
+    return Plan(candidates[best], totals[best], values)
 
 
 def _plannable(schedule: Schedule, usable: Sequence[str]) -> bool:
