@@ -48,6 +48,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -394,47 +395,36 @@ def plan(
     names = list(models)
     dynamics = _Dynamics([models[name] for name in names])
     usable = [name for name, ok in zip(names, dynamics.ok.tolist(), strict=True) if ok]
-    candidates = _candidates(usable, settings)
-    known = set(candidates)
-    candidates += [s for s in extra if s not in known and _plannable(s, usable)]
-    horizons = [(max(1, int(h)), float(w)) for h, w in settings.horizons if w > 0]
-    if not candidates or not horizons:
+    layout = _layout(
+        tuple(names),
+        tuple(usable),
+        tuple(extra),
+        tuple((h, w) for h, w in settings.horizons),
+        bool(settings.two_phase),
+        tuple(settings.splits),
+        int(settings.min_phase),
+    )
+    if layout is None:
         return Plan(Schedule(names[0]), -math.inf, {})
-    position = {name: i for i, name in enumerate(names)}
-    rows = [(c, h, w) for c in candidates for h, w in horizons]
-    first_steps = np.array(
-        [
-            h if c.second is None or c.switch_after is None else min(h, c.switch_after)
-            for c, h, _ in rows
-        ],
-        dtype=np.int64,
-    )
+    candidates = layout.candidates
     end_mean, end_cov = dynamics.propagate_shared(
-        np.array([position[c.first] for c, _, _ in rows], dtype=np.intp),
-        mean,
-        covariance,
-        first_steps,
+        layout.first, mean, covariance, layout.first_steps
     )
-    later = [
-        i for i, (c, h, _) in enumerate(rows) if c.second is not None and h > int(first_steps[i])
-    ]
-    if later:
-        chosen = np.array(later, dtype=np.intp)
-        remaining = np.array([rows[i][1] for i in later], dtype=np.int64) - first_steps[chosen]
-        second = np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp)
+    if layout.later.size:
+        chosen = layout.later
         end_mean[chosen], end_cov[chosen] = dynamics.propagate(
-            second, end_mean[chosen], end_cov[chosen], remaining
+            layout.second, end_mean[chosen], end_cov[chosen], layout.remaining
         )
     utilities = _utility(settings, end_mean, end_cov).tolist()
-    if len(set(candidates)) != len(candidates):
+    weights = layout.weights
+    if layout.repeated:
         values = dict.fromkeys(candidates, 0.0)  # a repeated extra candidate: sum its rows
-        for (schedule, _, weight), value in zip(rows, utilities, strict=True):
-            values[schedule] += weight * value
+        for i, value in enumerate(utilities):
+            values[candidates[i // len(weights)]] += weights[i % len(weights)] * value
         totals = [values[schedule] for schedule in candidates]
     else:  # rows run candidate by candidate, horizons inner: the same sums, in the same order
-        weights = [weight for _, weight in horizons]
         totals = []
-        for start in range(0, len(rows), len(weights)):
+        for start in range(0, len(utilities), len(weights)):
             total = 0.0
             for weight, value in zip(weights, utilities[start : start + len(weights)], strict=True):
                 total += weight * value
@@ -445,6 +435,65 @@ def plan(
         if totals[i] > totals[best]:
             best = i
     return Plan(candidates[best], totals[best], values)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The rows of one plan (every candidate × every horizon, horizons inner) and what each
+    row propagates: the first phase for every row, the second for the rows in ``later``."""
+
+    candidates: tuple[Schedule, ...]
+    weights: tuple[float, ...]
+    repeated: bool
+    first: NDArray[np.intp]
+    first_steps: NDArray[np.int64]
+    later: NDArray[np.intp]
+    second: NDArray[np.intp]
+    remaining: NDArray[np.int64]
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(
+    names: tuple[str, ...],
+    usable: tuple[str, ...],
+    extra: tuple[Schedule, ...],
+    horizon_weights: tuple[tuple[int, float], ...],
+    two_phase: bool,
+    splits: tuple[float, ...],
+    min_phase: int,
+) -> _Layout | None:
+    """The plan's rows (pure bookkeeping of the candidates; the same for every step of a
+    loop whose strategies, horizon and plan in force stay the same, so it is kept)."""
+    settings = PlanSettings(
+        horizons=horizon_weights, two_phase=two_phase, splits=splits, min_phase=min_phase
+    )
+    candidates = _candidates(list(usable), settings)
+    known = set(candidates)
+    candidates += [s for s in extra if s not in known and _plannable(s, usable)]
+    horizons = [(max(1, int(h)), float(w)) for h, w in horizon_weights if w > 0]
+    if not candidates or not horizons:
+        return None
+    position = {name: i for i, name in enumerate(names)}
+    rows = [(c, h) for c in candidates for h, _ in horizons]
+    first_steps = [
+        h if c.second is None or c.switch_after is None else min(h, c.switch_after) for c, h in rows
+    ]
+    later = [i for i, (c, h) in enumerate(rows) if c.second is not None and h > first_steps[i]]
+    arrays = (
+        np.array([position[c.first] for c, _ in rows], dtype=np.intp),
+        np.array(first_steps, dtype=np.int64),
+        np.array(later, dtype=np.intp),
+        np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp),
+        np.array([rows[i][1] - first_steps[i] for i in later], dtype=np.int64),
+    )
+    for array in arrays:
+        array.flags.writeable = False
+    return _Layout(
+        tuple(candidates),
+        tuple(w for _, w in horizons),
+        len(set(candidates)) != len(candidates),
+        *arrays,
+    )
 
 
 def _plannable(schedule: Schedule, usable: Sequence[str]) -> bool:
