@@ -282,10 +282,9 @@ def hot_worker(url: str, namespace: str, index: int, updates: int) -> None:
     import redis
 
     from steerloop import Controller
-    from steerloop.stores import RedisStore
 
     filter_logging()
-    store = RedisStore(url, namespace=namespace, timeout=PATIENCE)
+    store = counting_store(url, namespace)
     controller = Controller(preset="paper", store=store)
     stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, updates, seed=100 + index))
     Controller(preset="paper").session("warm").update(stream[0])  # lazy imports first
@@ -301,6 +300,8 @@ def hot_worker(url: str, namespace: str, index: int, updates: int) -> None:
     report = {
         "elapsed_s": time.perf_counter() - start,
         "round_trips": stats.round_trips,
+        "round_trips_session": store.by_kind["session"],
+        "round_trips_pool": store.by_kind["pool"],
         "lease_waits": stats.lease_waits,
         "conflicts": stats.conflicts,
         "busy": stats.busy,
@@ -366,6 +367,8 @@ def _hot_run(url: str) -> dict[str, Any]:
         "lost": total - version,
         "consistent": consistent,
         "round_trips": sum(r["round_trips"] for r in reports) / total,
+        "round_trips_session": sum(r["round_trips_session"] for r in reports) / total,
+        "round_trips_pool": sum(r["round_trips_pool"] for r in reports) / total,
         "lease_waits": sum(r["lease_waits"] for r in reports),
         "conflicts": sum(r["conflicts"] for r in reports),
     }
@@ -505,7 +508,9 @@ def render_table(results: Mapping[str, Any]) -> str:
             f"{_f(hot.get('updates_per_s'))} updates/s",
             f"runs {hot.get('runs')}; start-up {_f(hot.get('startup_s'))} s "
             f"({_f(100 * hot['startup_share'] if hot.get('startup_share') else None)} % of "
-            f"start-up + run); {_f(hot.get('round_trips'))} round trips/update; "
+            f"start-up + run); {_f(hot.get('round_trips'))} round trips/update "
+            f"(session {_f(hot.get('round_trips_session'))}, fleet pool sync "
+            f"{_f(hot.get('round_trips_pool'))}); "
             f"{_f(hot.get('lease_waits'))} waits for a turn, {_f(hot.get('conflicts'))} "
             "conflicts",
             f"≥ 300: {status['hot.updates_per_s']}",
