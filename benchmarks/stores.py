@@ -130,7 +130,7 @@ def _wall_runner(update: Callable[[Any], Any], stream: Sequence[Any]) -> Callabl
 def measure_one_worker(url: str | None, reps: int, block: int) -> dict[str, Any]:
     """Store-backed (Redis, memory) against local updates, one worker, interleaved."""
     from steerloop import Controller
-    from steerloop.stores import MemoryStore, RedisStore
+    from steerloop.stores import MemoryStore
 
     stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, 300 + reps * block + 10, seed=3))
     warm, rest = stream[:300], stream[300:]
@@ -140,7 +140,7 @@ def measure_one_worker(url: str | None, reps: int, block: int) -> dict[str, Any]
     }
     store = None
     if url is not None:
-        store = RedisStore(url, namespace=f"bench-{uuid.uuid4().hex[:8]}", timeout=PATIENCE)
+        store = counting_store(url, f"bench-{uuid.uuid4().hex[:8]}")
         sessions["redis"] = Controller(preset="paper", store=store).session("bench")
     for session in sessions.values():
         for scores in warm:
@@ -160,6 +160,7 @@ def measure_one_worker(url: str | None, reps: int, block: int) -> dict[str, Any]
         return run
 
     trips = store.stats().round_trips if store is not None else 0
+    kinds = dict(store.by_kind) if store is not None else {}
     times = interleave({name: timed(name) for name in runners}, reps, block, seed=18)
     result: dict[str, Any] = {
         "local_us": median(times["local"]) * 1e6,
@@ -173,6 +174,8 @@ def measure_one_worker(url: str | None, reps: int, block: int) -> dict[str, Any]
             free_dump_ratio=ratio_stats(times["redis_free_dump"], times["local"])["ratio"],
             cpu_ratio=cpu["redis"] / cpu["local"],
             round_trips=(store.stats().round_trips - trips) / (reps * block),
+            round_trips_session=(store.by_kind["session"] - kinds["session"]) / (reps * block),
+            round_trips_pool=(store.by_kind["pool"] - kinds["pool"]) / (reps * block),
         )
         store.close()
     else:
@@ -212,25 +215,63 @@ def _free_dump_runner(url: str, warm: Sequence[Any], rest: Sequence[Any]) -> Any
     return _wall_runner(update, rest)
 
 
-def measure_turns(url: str | None, updates: int) -> float | None:
-    """Round trips per update when two workers take turns on one session."""
-    if url is None:
-        return None
-    from steerloop import Controller
+def counting_store(url: str, namespace: str) -> Any:
+    """A RedisStore that also splits its round trips by key: the session's or the fleet
+    pool's (``pool:`` keys, synchronised every ``fleet.sync_every`` updates)."""
     from steerloop.stores import RedisStore
+    from steerloop.stores.base import Turn
 
-    store = RedisStore(url, namespace=f"bench-{uuid.uuid4().hex[:8]}", timeout=PATIENCE)
+    class CountingStore(RedisStore):
+        def __init__(self) -> None:
+            super().__init__(url, namespace=namespace, timeout=PATIENCE)
+            self.by_kind = {"session": 0, "pool": 0}
+
+        def _count(self, key: str, call: Callable[[], Any]) -> Any:
+            before = self.stats().round_trips
+            try:
+                return call()
+            finally:
+                kind = "pool" if key.startswith("pool:") else "session"
+                self.by_kind[kind] += self.stats().round_trips - before
+
+        def read(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            return self._count(key, lambda: super(CountingStore, self).read(key, *args, **kwargs))
+
+        def begin(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            return self._count(key, lambda: super(CountingStore, self).begin(key, *args, **kwargs))
+
+        def write(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            return self._count(key, lambda: super(CountingStore, self).write(key, *args, **kwargs))
+
+        def release(self, turn: Turn) -> None:
+            self._count(turn.key, lambda: super(CountingStore, self).release(turn))
+
+    return CountingStore()
+
+
+def measure_turns(url: str | None, updates: int) -> dict[str, float | None]:
+    """Round trips per update when two workers take turns on one session: in all, and split
+    into the session's own and the fleet pool's synchronisation (every ``sync_every``)."""
+    if url is None:
+        return {"total": None, "session": None, "pool": None}
+    from steerloop import Controller
+
+    store = counting_store(url, f"bench-{uuid.uuid4().hex[:8]}")
     workers = [Controller(preset="paper", store=store) for _ in range(2)]
     stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, updates + 20, seed=5))
     sessions = [w.session("turns") for w in workers]
     for i, scores in enumerate(stream[:20]):  # both learn that the session is shared
         sessions[i % 2].update(scores)
-    before = store.stats().round_trips
+    before, kinds = store.stats().round_trips, dict(store.by_kind)
     for i, scores in enumerate(stream[20:]):
         sessions[i % 2].update(scores)
-    trips = (store.stats().round_trips - before) / updates
+    result = {
+        "total": (store.stats().round_trips - before) / updates,
+        "session": (store.by_kind["session"] - kinds["session"]) / updates,
+        "pool": (store.by_kind["pool"] - kinds["pool"]) / updates,
+    }
     store.close()
-    return trips
+    return result
 
 
 # ----------------------------------------------------------------------------- hot key
@@ -241,10 +282,9 @@ def hot_worker(url: str, namespace: str, index: int, updates: int) -> None:
     import redis
 
     from steerloop import Controller
-    from steerloop.stores import RedisStore
 
     filter_logging()
-    store = RedisStore(url, namespace=namespace, timeout=PATIENCE)
+    store = counting_store(url, namespace)
     controller = Controller(preset="paper", store=store)
     stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, updates, seed=100 + index))
     Controller(preset="paper").session("warm").update(stream[0])  # lazy imports first
@@ -260,6 +300,8 @@ def hot_worker(url: str, namespace: str, index: int, updates: int) -> None:
     report = {
         "elapsed_s": time.perf_counter() - start,
         "round_trips": stats.round_trips,
+        "round_trips_session": store.by_kind["session"],
+        "round_trips_pool": store.by_kind["pool"],
         "lease_waits": stats.lease_waits,
         "conflicts": stats.conflicts,
         "busy": stats.busy,
@@ -325,6 +367,8 @@ def _hot_run(url: str) -> dict[str, Any]:
         "lost": total - version,
         "consistent": consistent,
         "round_trips": sum(r["round_trips"] for r in reports) / total,
+        "round_trips_session": sum(r["round_trips_session"] for r in reports) / total,
+        "round_trips_pool": sum(r["round_trips_pool"] for r in reports) / total,
         "lease_waits": sum(r["lease_waits"] for r in reports),
         "conflicts": sum(r["conflicts"] for r in reports),
     }
@@ -398,9 +442,14 @@ def run_all(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
         progress("one worker: store-backed vs local update (interleaved)")
         results["one_worker"] = measure_one_worker(url, reps, block)
         progress("round trips when two workers take turns")
+        turns = measure_turns(url, 40 if quick else 200)
         results["round_trips"] = {
             "one_worker": results["one_worker"].get("round_trips"),
-            "turns": measure_turns(url, 40 if quick else 200),
+            "one_worker_session": results["one_worker"].get("round_trips_session"),
+            "one_worker_pool": results["one_worker"].get("round_trips_pool"),
+            "turns": turns["total"],
+            "turns_session": turns["session"],
+            "turns_pool": turns["pool"],
         }
         progress(f"hot key: {HOT_PROCESSES} processes x {HOT_UPDATES} updates")
         results["hot"] = measure_hot(url, 1 if quick else 3)
@@ -446,9 +495,12 @@ def render_table(results: Mapping[str, Any]) -> str:
             f"≤ 3: {status['one_worker.ratio']}",
         ),
         (
-            "round trips per update: one worker / two workers taking turns",
+            "round trips per update, in all: one worker / two workers taking turns",
             f"{_f(trips['one_worker'])} / {_f(trips['turns'])}",
-            "counted by the store (`StoreStats.round_trips`)",
+            "counted by the store (`StoreStats.round_trips`), split by key: the session's own "
+            f"{_f(trips.get('one_worker_session'))} / {_f(trips.get('turns_session'))}, "
+            f"the fleet pool's sync (every `fleet.sync_every` updates) "
+            f"{_f(trips.get('one_worker_pool'))} / {_f(trips.get('turns_pool'))}",
             f"≤ 2: {status['round_trips.one_worker']} / {status['round_trips.turns']}",
         ),
         (
@@ -456,7 +508,9 @@ def render_table(results: Mapping[str, Any]) -> str:
             f"{_f(hot.get('updates_per_s'))} updates/s",
             f"runs {hot.get('runs')}; start-up {_f(hot.get('startup_s'))} s "
             f"({_f(100 * hot['startup_share'] if hot.get('startup_share') else None)} % of "
-            f"start-up + run); {_f(hot.get('round_trips'))} round trips/update; "
+            f"start-up + run); {_f(hot.get('round_trips'))} round trips/update "
+            f"(session {_f(hot.get('round_trips_session'))}, fleet pool sync "
+            f"{_f(hot.get('round_trips_pool'))}); "
             f"{_f(hot.get('lease_waits'))} waits for a turn, {_f(hot.get('conflicts'))} "
             "conflicts",
             f"≥ 300: {status['hot.updates_per_s']}",

@@ -117,9 +117,14 @@ class SessionModels:
         # R̂ each strategy's fit uses: the R̂ in force when the strategy last learnt (so an idle
         # strategy's fit does not change with every step of another; part of the snapshot).
         self._fit_noise: dict[str, FloatArray] = {}
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
         # Fits and planner models computed since the last change (caches, not state).
         self._fits: dict[str, tuple[int, object, bytes, DriftFit | None]] = {}
         self._strategy_models: dict[str, tuple[DriftFit, StrategyModel]] = {}
+        # Matrix roots (L_K, L_C) of each fit's posterior, for Thompson draws.
+        self._roots: dict[str, tuple[DriftFit, FloatArray, FloatArray]] = {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -329,9 +334,12 @@ class SessionModels:
             cached = self._strategy_models[strategy] = (fit, model)
         if rng is None:
             return cached[1]
-        parameters = fit.parameter_covariance()
-        assert parameters is not None
-        theta = _posterior_draw(fit.fit.theta, *parameters, rng)
+        roots = self._roots.get(strategy)
+        if roots is None or roots[0] is not fit:
+            parameters = fit.parameter_covariance()
+            assert parameters is not None
+            roots = self._roots[strategy] = (fit, _root(parameters[1]), _root(parameters[0]))
+        theta = _posterior_draw(fit.fit.theta, roots[1], roots[2], rng)
         d = self._settings.dim
         return StrategyModel(A=theta[:d].T, b=theta[d], Q=cached[1].Q, dt=fit.dt)
 
@@ -356,7 +364,8 @@ class SessionModels:
     @classmethod
     def from_state(cls, state: ModelsState, settings: ModelSettings) -> SessionModels:
         """Rebuild from :meth:`to_state` output under ``settings``."""
-        models = cls(settings)
+        models = cls.__new__(cls)  # every estimator comes from the snapshot: none built twice
+        models._settings = settings
         models._kalman = ObjectiveFilter.from_state(state.kalman)
         models._drift = {
             name: DriftModel.from_state(drift, settings.drift)
@@ -376,15 +385,14 @@ class SessionModels:
         models._evidence = dict(state.evidence)
         models._previous_raw = _optional_array(state.previous_raw)
         models._previous_filtered = _optional_array(state.previous_filtered)
+        models._clear_caches()
         return models
 
 
 def _posterior_draw(
-    theta: FloatArray, residual: FloatArray, scale: FloatArray, rng: np.random.Generator
+    theta: FloatArray, left: FloatArray, right: FloatArray, rng: np.random.Generator
 ) -> FloatArray:
-    """One draw of Θ from the matrix normal N(Θ̂, K, C_e): Θ̂ + L_K Z L_Cᵀ."""
-    left = _root(scale)
-    right = _root(residual)
+    """One draw of Θ from the matrix normal N(Θ̂, K, C_e): Θ̂ + L_K Z L_Cᵀ (roots of K, C_e)."""
     draw = theta + left @ rng.standard_normal(theta.shape) @ right.T
     return np.asarray(draw, dtype=np.float64)
 

@@ -395,8 +395,12 @@ class Session:
     # -- the stored form (steerloop.stores.sync callbacks; the caller holds the lock) ---
 
     def _dump_wire(self) -> bytes:
-        """The bytes a store keeps: the snapshot with raw float arrays, in the stores' codec."""
-        return codec.encode(self._core.to_state(arrays="raw").model_dump())
+        """The bytes a store keeps: the snapshot with raw float arrays, in the stores' codec.
+
+        The snapshot's fields as they are (``dict(state)``): its trees are plain dicts, lists,
+        numbers, strings and arrays already, so ``model_dump`` would only copy them.
+        """
+        return codec.encode(dict(self._core.to_state(arrays="raw")))
 
     def _load_wire(self, value: bytes) -> None:
         """Replace this copy's state by stored bytes (``ValueError`` when they do not fit)."""

@@ -84,7 +84,13 @@ class StepInput:
 class SessionCore:
     """The state of one session and its step (module docstring)."""
 
-    def __init__(self, session_id: str, policy: Policy, settings: ModelSettings) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        policy: Policy,
+        settings: ModelSettings,
+        models: SessionModels | None = None,
+    ) -> None:
         self.session_id = session_id
         self.step_count = 0
         self.strategy = policy.initial
@@ -96,7 +102,7 @@ class SessionCore:
         self.scorer_errors = 0
         self.rule_errors = 0
         self.unknown_scores = 0
-        self.models = SessionModels(settings)
+        self.models = SessionModels(settings) if models is None else models
         self.memory = EngineMemory()
         self.seed = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "little")
         # The transition the last step learnt, for the fleet pool: added by the session once
@@ -295,7 +301,8 @@ class SessionCore:
                 f"{policy.objectives}; restore it into a controller with the same objectives",
                 field="objectives",
             )
-        core = cls(state.session_id, policy, settings)
+        models = SessionModels.from_state(from_tree(ModelsState, state.models), settings)
+        core = cls(state.session_id, policy, settings, models)
         core.step_count = state.step
         core.strategy = state.strategy
         core.strategy_steps = state.strategy_steps
@@ -306,7 +313,6 @@ class SessionCore:
         core.scorer_errors = state.scorer_errors
         core.rule_errors = state.rule_errors
         core.unknown_scores = state.unknown_scores
-        core.models = SessionModels.from_state(from_tree(ModelsState, state.models), settings)
         core.memory = EngineMemory.from_state(from_tree(EngineState, state.engine))
         if core.strategy not in policy.strategies:  # written under another policy
             core.strategy = policy.initial

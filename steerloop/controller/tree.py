@@ -46,11 +46,9 @@ class TreeError(ValueError):
 
 def to_tree(value: Any, *, arrays: Literal["base64", "raw"] = "base64") -> Any:
     """``value`` (a snapshot dataclass or a part of one) as a tree (module docstring)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_tree(getattr(value, f.name), arrays=arrays)
-            for f in dataclasses.fields(value)
-        }
+    names = _dataclass_names(type(value))
+    if names is not None:
+        return {name: to_tree(getattr(value, name), arrays=arrays) for name in names}
     if isinstance(value, np.ndarray):
         array = np.asarray(value, dtype=_FLOAT64, order="C")  # 0-d stays 0-d
         if arrays == "raw":
@@ -63,6 +61,21 @@ def to_tree(value: Any, *, arrays: Literal["base64", "raw"] = "base64") -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _dataclass_names(kind: type) -> tuple[str, ...] | None:
+    """Field names of a dataclass type (``None`` for any other type), once per type."""
+    try:
+        return _NAMES[kind]
+    except KeyError:
+        names = None
+        if dataclasses.is_dataclass(kind):
+            names = tuple(f.name for f in dataclasses.fields(kind))
+        _NAMES[kind] = names
+        return names
 
 
 @functools.cache
@@ -81,45 +94,92 @@ def from_tree(cls: type[_T], tree: Any, where: str = "") -> _T:
     return typing.cast(_T, _read(cls, tree, where or cls.__name__))
 
 
+_Reader = typing.Callable[[Any, str], Any]
+
+
 def _read(kind: Any, tree: Any, where: str) -> Any:
+    return _reader(kind)(tree, where)
+
+
+@functools.cache
+def _reader(kind: Any) -> _Reader:
+    """The function that reads a tree as ``kind``, built once per type (from its hints)."""
     origin = typing.get_origin(kind)
     if origin in (Union, types.UnionType):
-        options = typing.get_args(kind)
-        if tree is None and type(None) in options:
+        return _union_reader(kind)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        return _dataclass_reader(kind)
+    if origin is np.ndarray or kind is np.ndarray:
+        return _array
+    if origin in (Mapping, dict, typing.Mapping):
+        return _mapping_reader(typing.get_args(kind)[1])
+    if origin is tuple:
+        return _tuple_reader(typing.get_args(kind)[0])
+    return functools.partial(_scalar, kind)
+
+
+def _union_reader(kind: Any) -> _Reader:
+    options = typing.get_args(kind)
+    optional = type(None) in options
+
+    def read(tree: Any, where: str) -> Any:
+        if tree is None and optional:
             return None
         for option in options:
             if option is type(None):
                 continue
             try:
-                return _read(option, tree, where)
+                return _reader(option)(tree, where)
             except TreeError:
                 continue
         raise TreeError(f"{where}: {type(tree).__name__} fits none of {options}")
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+
+    return read
+
+
+def _dataclass_reader(kind: type) -> _Reader:
+    names = [f.name for f in dataclasses.fields(kind)]
+    known = frozenset(names)
+    fields: list[tuple[str, _Reader]] = []
+
+    def read(tree: Any, where: str) -> Any:
         if not isinstance(tree, Mapping):
             raise TreeError(f"{where}: expected an object, got {type(tree).__name__}")
-        hints = _hints(kind)
-        names = [f.name for f in dataclasses.fields(kind)]
-        unknown = set(tree) - set(names)
-        if unknown:
-            raise TreeError(f"{where}: unknown field(s) {sorted(unknown)}")
-        missing = [name for name in names if name not in tree]
-        if missing:
-            raise TreeError(f"{where}: missing field(s) {missing}")
-        return kind(**{name: _read(hints[name], tree[name], f"{where}.{name}") for name in names})
-    if origin is np.ndarray or kind is np.ndarray:
-        return _array(tree, where)
-    if origin in (Mapping, dict, typing.Mapping):
-        _, item = typing.get_args(kind)
+        if len(tree) != len(names) or not known.issuperset(tree):
+            unknown = set(tree) - known
+            if unknown:
+                raise TreeError(f"{where}: unknown field(s) {sorted(unknown)}")
+            missing = [name for name in names if name not in tree]
+            if missing:
+                raise TreeError(f"{where}: missing field(s) {missing}")
+        if not fields:  # resolved on first use (a type may refer to itself)
+            hints = _hints(kind)
+            fields.extend((name, _reader(hints[name])) for name in names)
+        return kind(
+            **{name: read_field(tree[name], f"{where}.{name}") for name, read_field in fields}
+        )
+
+    return read
+
+
+def _mapping_reader(item: Any) -> _Reader:
+    def read(tree: Any, where: str) -> Any:
         if not isinstance(tree, Mapping):
             raise TreeError(f"{where}: expected an object, got {type(tree).__name__}")
-        return {str(key): _read(item, value, f"{where}.{key}") for key, value in tree.items()}
-    if origin is tuple:
-        item = typing.get_args(kind)[0]
+        read_item = _reader(item)
+        return {str(key): read_item(value, f"{where}.{key}") for key, value in tree.items()}
+
+    return read
+
+
+def _tuple_reader(item: Any) -> _Reader:
+    def read(tree: Any, where: str) -> Any:
         if not isinstance(tree, list | tuple):
             raise TreeError(f"{where}: expected a list, got {type(tree).__name__}")
-        return tuple(_read(item, value, f"{where}[{i}]") for i, value in enumerate(tree))
-    return _scalar(kind, tree, where)
+        read_item = _reader(item)
+        return tuple(read_item(value, f"{where}[{i}]") for i, value in enumerate(tree))
+
+    return read
 
 
 def _scalar(kind: Any, tree: Any, where: str) -> Any:

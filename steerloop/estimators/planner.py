@@ -48,6 +48,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,36 @@ class StrategyModel:
         bound = float(np.linalg.norm(vectors) * np.linalg.norm(inverse))
         usable = bool(np.isfinite(values).all()) and math.isfinite(bound) and bound < 1e8
         return values, vectors, inverse, usable
+
+    @cached_property
+    def _kernel(self) -> _Kernel:
+        """What the closed forms (1) need of this model, once per model (reused across plans)."""
+        values, vectors, inverse, usable = self._eigen
+        inverse = inverse.astype(np.complex128)
+        d = self.b.shape[0]
+        x_cov = self.equilibrium_covariance
+        return _Kernel(
+            usable=usable,
+            values=values.astype(np.complex128),
+            vectors=vectors.astype(np.complex128),
+            inverse=inverse,
+            offset=self.b * self.dt,
+            noise=inverse @ self.Q @ inverse.conj().T,
+            x_cov=np.zeros((d, d)) if x_cov is None else x_cov,
+        )
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """One model's eigen form of F, offset c = bΔt, M = V⁻¹ Q V⁻ᴴ and Cov(x̂*) (eq. 1)."""
+
+    usable: bool
+    values: ComplexArray
+    vectors: ComplexArray
+    inverse: ComplexArray
+    offset: FloatArray
+    noise: ComplexArray
+    x_cov: FloatArray
 
 
 def equilibrium_covariance(
@@ -217,30 +248,19 @@ class _Dynamics:
     def __init__(self, models: Sequence[StrategyModel]) -> None:
         d = models[0].b.shape[0]
         self.dim = d
-        parts = [m._eigen for m in models]
-        self.ok = np.array([part[3] for part in parts])
-        self.values: ComplexArray = np.stack([part[0] for part in parts]).astype(np.complex128)
-        self.vectors: ComplexArray = np.stack([part[1] for part in parts]).astype(np.complex128)
-        inverse = np.stack([part[2] for part in parts]).astype(np.complex128)
-        self.inverse: ComplexArray = inverse
-        self.offset = np.stack([m.b * m.dt for m in models])
-        Q = np.stack([m.Q for m in models])
-        self.noise: ComplexArray = inverse @ Q @ inverse.conj().transpose(0, 2, 1)
-        self.x_cov = np.stack(
-            [
-                np.zeros((d, d)) if m.equilibrium_covariance is None else m.equilibrium_covariance
-                for m in models
-            ]
-        )
+        kernels = [m._kernel for m in models]
+        self.ok = np.array([k.usable for k in kernels])
+        self.values: ComplexArray = np.stack([k.values for k in kernels])
+        self.vectors: ComplexArray = np.stack([k.vectors for k in kernels])
+        self.inverse: ComplexArray = np.stack([k.inverse for k in kernels])
+        self.offset = np.stack([k.offset for k in kernels])
+        self.noise: ComplexArray = np.stack([k.noise for k in kernels])
+        self.x_cov = np.stack([k.x_cov for k in kernels])
 
-    def propagate(
-        self,
-        index: NDArray[np.intp],
-        mean: FloatArray,
-        cov: FloatArray,
-        steps: NDArray[np.int64],
-    ) -> tuple[FloatArray, FloatArray]:
-        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1)."""
+    def transitions(
+        self, index: NDArray[np.intp], steps: NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Fⁿ, Gₙc, Sₙ and (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ of strategies ``index`` for ``steps``."""
         lam = self.values[index]
         n = steps.astype(np.float64)[:, None]
         power = lam**n
@@ -257,12 +277,55 @@ class _Dynamics:
         Fn = np.real((V * power[:, None, :]) @ Vi)
         Gn = np.real((V * geometric[:, None, :]) @ Vi)
         Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
-        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + (Gn @ self.offset[index][:, :, None])[:, :, 0]
+        drift = (Gn @ self.offset[index][:, :, None])[:, :, 0]
         gap = np.eye(self.dim)[None] - Fn
-        new_cov = (
-            Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
-        )
+        uncertainty = gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
+        return Fn, drift, Sn, uncertainty
+
+    def propagate(
+        self,
+        index: NDArray[np.intp],
+        mean: FloatArray,
+        cov: FloatArray,
+        steps: NDArray[np.int64],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1).
+
+        The transitions are computed once per distinct (strategy, steps) pair.
+        """
+        pairs, where = _distinct(index, steps)
+        Fn, drift, Sn, uncertainty = (part[where] for part in self.transitions(*pairs))
+        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
+        new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + uncertainty
         return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+
+    def propagate_shared(
+        self, index: NDArray[np.intp], mean: FloatArray, cov: FloatArray, steps: NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`propagate` of one belief (d,), (d, d) for every row: computed once per
+        distinct (strategy, steps) pair, then gathered."""
+        (first, count), where = _distinct(index, steps)
+        size = first.shape[0]
+        Fn, drift, Sn, uncertainty = self.transitions(first, count)
+        new_mean = (Fn @ np.broadcast_to(mean, (size, mean.shape[0]))[:, :, None])[:, :, 0] + drift
+        shared = np.broadcast_to(cov, (size, *cov.shape))
+        new_cov = Fn @ shared @ Fn.transpose(0, 2, 1) + Sn + uncertainty
+        new_cov = 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+        return new_mean[where], new_cov[where]
+
+
+def _distinct(
+    index: NDArray[np.intp], steps: NDArray[np.int64]
+) -> tuple[tuple[NDArray[np.intp], NDArray[np.int64]], NDArray[np.intp]]:
+    """The distinct (strategy, steps) pairs, in order of first appearance, and each row's."""
+    position: dict[tuple[int, int], int] = {}
+    where = [
+        position.setdefault(pair, len(position))
+        for pair in zip(index.tolist(), steps.tolist(), strict=True)
+    ]
+    first = np.fromiter((pair[0] for pair in position), dtype=np.intp, count=len(position))
+    count = np.fromiter((pair[1] for pair in position), dtype=np.int64, count=len(position))
+    return (first, count), np.array(where, dtype=np.intp)
 
 
 def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
@@ -332,47 +395,105 @@ def plan(
     names = list(models)
     dynamics = _Dynamics([models[name] for name in names])
     usable = [name for name, ok in zip(names, dynamics.ok.tolist(), strict=True) if ok]
-    candidates = _candidates(usable, settings)
+    layout = _layout(
+        tuple(names),
+        tuple(usable),
+        tuple(extra),
+        tuple((h, w) for h, w in settings.horizons),
+        bool(settings.two_phase),
+        tuple(settings.splits),
+        int(settings.min_phase),
+    )
+    if layout is None:
+        return Plan(Schedule(names[0]), -math.inf, {})
+    candidates = layout.candidates
+    end_mean, end_cov = dynamics.propagate_shared(
+        layout.first, mean, covariance, layout.first_steps
+    )
+    if layout.later.size:
+        chosen = layout.later
+        end_mean[chosen], end_cov[chosen] = dynamics.propagate(
+            layout.second, end_mean[chosen], end_cov[chosen], layout.remaining
+        )
+    utilities = _utility(settings, end_mean, end_cov).tolist()
+    weights = layout.weights
+    if layout.repeated:
+        values = dict.fromkeys(candidates, 0.0)  # a repeated extra candidate: sum its rows
+        for i, value in enumerate(utilities):
+            values[candidates[i // len(weights)]] += weights[i % len(weights)] * value
+        totals = [values[schedule] for schedule in candidates]
+    else:  # rows run candidate by candidate, horizons inner: the same sums, in the same order
+        totals = []
+        for start in range(0, len(utilities), len(weights)):
+            total = 0.0
+            for weight, value in zip(weights, utilities[start : start + len(weights)], strict=True):
+                total += weight * value
+            totals.append(total)
+        values = dict(zip(candidates, totals, strict=True))
+    best = 0
+    for i in range(1, len(candidates)):  # the first of equal values wins
+        if totals[i] > totals[best]:
+            best = i
+    return Plan(candidates[best], totals[best], values)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The rows of one plan (every candidate × every horizon, horizons inner) and what each
+    row propagates: the first phase for every row, the second for the rows in ``later``."""
+
+    candidates: tuple[Schedule, ...]
+    weights: tuple[float, ...]
+    repeated: bool
+    first: NDArray[np.intp]
+    first_steps: NDArray[np.int64]
+    later: NDArray[np.intp]
+    second: NDArray[np.intp]
+    remaining: NDArray[np.int64]
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(
+    names: tuple[str, ...],
+    usable: tuple[str, ...],
+    extra: tuple[Schedule, ...],
+    horizon_weights: tuple[tuple[int, float], ...],
+    two_phase: bool,
+    splits: tuple[float, ...],
+    min_phase: int,
+) -> _Layout | None:
+    """The plan's rows (pure bookkeeping of the candidates; the same for every step of a
+    loop whose strategies, horizon and plan in force stay the same, so it is kept)."""
+    settings = PlanSettings(
+        horizons=horizon_weights, two_phase=two_phase, splits=splits, min_phase=min_phase
+    )
+    candidates = _candidates(list(usable), settings)
     known = set(candidates)
     candidates += [s for s in extra if s not in known and _plannable(s, usable)]
-    horizons = [(max(1, int(h)), float(w)) for h, w in settings.horizons if w > 0]
+    horizons = [(max(1, int(h)), float(w)) for h, w in horizon_weights if w > 0]
     if not candidates or not horizons:
-        return Plan(Schedule(names[0]), -math.inf, {})
+        return None
     position = {name: i for i, name in enumerate(names)}
-    rows = [(c, h, w) for c in candidates for h, w in horizons]
-    first_steps = np.array(
-        [
-            h if c.second is None or c.switch_after is None else min(h, c.switch_after)
-            for c, h, _ in rows
-        ],
-        dtype=np.int64,
-    )
-    count = len(rows)
-    end_mean, end_cov = dynamics.propagate(
-        np.array([position[c.first] for c, _, _ in rows], dtype=np.intp),
-        np.broadcast_to(mean, (count, mean.shape[0])),
-        np.broadcast_to(covariance, (count, *covariance.shape)),
-        first_steps,
-    )
-    later = [
-        i for i, (c, h, _) in enumerate(rows) if c.second is not None and h > int(first_steps[i])
+    rows = [(c, h) for c in candidates for h, _ in horizons]
+    first_steps = [
+        h if c.second is None or c.switch_after is None else min(h, c.switch_after) for c, h in rows
     ]
-    if later:
-        chosen = np.array(later, dtype=np.intp)
-        remaining = np.array([rows[i][1] for i in later], dtype=np.int64) - first_steps[chosen]
-        second = np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp)
-        end_mean[chosen], end_cov[chosen] = dynamics.propagate(
-            second, end_mean[chosen], end_cov[chosen], remaining
-        )
-    utilities = _utility(settings, end_mean, end_cov)
-    values = dict.fromkeys(candidates, 0.0)
-    for (schedule, _, weight), value in zip(rows, utilities.tolist(), strict=True):
-        values[schedule] += weight * value
-    best = candidates[0]
-    for schedule in candidates[1:]:  # the first of equal values wins
-        if values[schedule] > values[best]:
-            best = schedule
-    return Plan(best, values[best], values)
+    later = [i for i, (c, h) in enumerate(rows) if c.second is not None and h > first_steps[i]]
+    arrays = (
+        np.array([position[c.first] for c, _ in rows], dtype=np.intp),
+        np.array(first_steps, dtype=np.int64),
+        np.array(later, dtype=np.intp),
+        np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp),
+        np.array([rows[i][1] - first_steps[i] for i in later], dtype=np.int64),
+    )
+    for array in arrays:
+        array.flags.writeable = False
+    return _Layout(
+        tuple(candidates),
+        tuple(w for _, w in horizons),
+        len(set(candidates)) != len(candidates),
+        *arrays,
+    )
 
 
 def _plannable(schedule: Schedule, usable: Sequence[str]) -> bool:

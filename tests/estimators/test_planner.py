@@ -168,6 +168,26 @@ def test_propagate_picks_each_rows_strategy_and_steps() -> None:
         np.testing.assert_allclose(got_cov[k], want_cov, rtol=0, atol=1e-12)
 
 
+def test_repeated_rows_and_a_shared_belief_agree_with_direct_iteration() -> None:
+    """Rows that repeat a (strategy, steps) pair share one transition; each row still gets
+    its own belief, and the shared-belief form gives every row the same as propagate."""
+    models = list(PROPAGATION_MODELS.values())[:3]
+    dynamics = _Dynamics(models)
+    mean, cov = np.array([0.3, 0.6]), 0.02 * np.eye(2)
+    index = np.array([2, 0, 2, 1, 0, 2], dtype=np.intp)
+    steps = np.array([7, 3, 7, 0, 3, 12], dtype=np.int64)
+    means = mean + 0.05 * np.arange(6)[:, None]  # a different belief per row
+    got_mean, got_cov = dynamics.propagate(index, means, np.broadcast_to(cov, (6, 2, 2)), steps)
+    shared_mean, shared_cov = dynamics.propagate_shared(index, mean, cov, steps)
+    for k, (i, n) in enumerate(zip(index.tolist(), steps.tolist(), strict=True)):
+        want_mean, want_cov = iterate(models[i], means[k], cov, n)
+        np.testing.assert_allclose(got_mean[k], want_mean, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got_cov[k], want_cov, rtol=0, atol=1e-12)
+        want_mean, want_cov = iterate(models[i], mean, cov, n)
+        np.testing.assert_allclose(shared_mean[k], want_mean, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(shared_cov[k], want_cov, rtol=0, atol=1e-12)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
