@@ -329,8 +329,18 @@ def _distinct(
 
 
 def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
-    """E[u(clip(x))] for x ~ N(mean_b, cov_b), by the fixed draws; shape (B,)."""
+    """E[u(clip(x))] for x ~ N(mean_b, cov_b), by the fixed draws; shape (B,).
+
+    A belief that overflowed (an unstable learnt model propagated over a long horizon gives
+    infinite or NaN moments) has no expected utility: its row is −inf, so it is never chosen.
+    """
     d = mean.shape[1]
+    finite: NDArray[np.bool_] = np.asarray(
+        np.isfinite(mean).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+    )
+    if not finite.all():
+        mean = np.where(finite[:, None], mean, 0.0)
+        cov = np.where(finite[:, None, None], cov, np.eye(d))
     try:
         root = np.linalg.cholesky(cov + 1e-12 * np.eye(d))
     except np.linalg.LinAlgError:  # not positive definite to rounding: the symmetric root
@@ -344,7 +354,7 @@ def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> Float
         scores = samples.mean(axis=2)
     else:
         scores = samples @ (settings.weights / settings.weights.sum())
-    return np.asarray(scores.mean(axis=1), dtype=np.float64)
+    return np.asarray(np.where(finite, scores.mean(axis=1), -math.inf), dtype=np.float64)
 
 
 def _candidates(names: Sequence[str], settings: PlanSettings) -> list[Schedule]:
@@ -407,14 +417,16 @@ def plan(
     if layout is None:
         return Plan(Schedule(names[0]), -math.inf, {})
     candidates = layout.candidates
-    end_mean, end_cov = dynamics.propagate_shared(
-        layout.first, mean, covariance, layout.first_steps
-    )
-    if layout.later.size:
-        chosen = layout.later
-        end_mean[chosen], end_cov[chosen] = dynamics.propagate(
-            layout.second, end_mean[chosen], end_cov[chosen], layout.remaining
+    # An unstable model over a long horizon overflows: _utility values such a row −inf.
+    with np.errstate(over="ignore", invalid="ignore"):
+        end_mean, end_cov = dynamics.propagate_shared(
+            layout.first, mean, covariance, layout.first_steps
         )
+        if layout.later.size:
+            chosen = layout.later
+            end_mean[chosen], end_cov[chosen] = dynamics.propagate(
+                layout.second, end_mean[chosen], end_cov[chosen], layout.remaining
+            )
     utilities = _utility(settings, end_mean, end_cov).tolist()
     weights = layout.weights
     if layout.repeated:

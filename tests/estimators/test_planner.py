@@ -482,3 +482,19 @@ def test_docstring_example_numbers() -> None:
     models = {"slow": SLOW, "fast": FAST}
     short = plan(START, START_COV, models, PlanSettings(horizons=((5, 1.0),), two_phase=False))
     assert (short.schedule.first, round(short.value, 2)) == ("fast", 0.6)
+
+
+@pytest.mark.parametrize("two_phase", [False, True])
+def test_a_belief_that_overflows_is_never_chosen_and_raises_nothing(two_phase: bool) -> None:
+    # An unstable learnt model (F = 1.9 I) held for 2,000 steps: its moments overflow.
+    unstable = StrategyModel(A=0.9 * np.eye(2), b=np.array([0.1, 0.1]), Q=1e-4 * np.eye(2))
+    settings = PlanSettings(horizons=((2000, 1.0),), two_phase=two_phase)
+    models = {"unstable": unstable, "slow": SLOW}
+    with np.errstate(all="raise"):  # no floating-point warning escapes to the caller
+        result = plan(START, START_COV, models, settings)
+        alone = plan(START, START_COV, {"unstable": unstable}, settings)
+    assert result.values[Schedule("unstable")] == -math.inf
+    assert math.isfinite(result.value) and result.schedule != Schedule("unstable")
+    if not two_phase:
+        assert result.schedule == Schedule("slow")
+    assert alone.value == -math.inf and alone.schedule == Schedule("unstable")
