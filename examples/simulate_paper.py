@@ -1,10 +1,10 @@
-"""Reproduce paper 1's table with the simulator, then ask its open question 3.
+"""Reproduce the table of Shukla & Joshi (arXiv 2510.10739), then ask its open question 3.
 
 1. 100 sessions per static strategy (400 in all), 50 iterations, on the calibrated paper
    environment; the offline analysis (steerloop.analysis.fit_trajectories) recovers the rates,
    regimes, R² and interference, printed next to the paper's figures.
 2. Sequential (one objective at a time) vs simultaneous (adaptive_integration) optimisation on
-   an environment whose objectives interfere with strength kappa (paper 1, appendix B.3).
+   an environment whose objectives interfere with strength kappa (the same paper, appendix B.3).
 
 A progress bar shows on a terminal when the cli extra (rich) is installed; it stays silent when
 the output is redirected, or with --quiet.

@@ -67,7 +67,7 @@ def test_calls_step_the_hidden_state_and_scores_round_trip() -> None:
     scores = scorer.score(replies[-1], {})
     assert set(scores) == set(OBJECTIVES)
     assert all(0.0 <= v <= 1.0 for v in scores.values())
-    # feature-focused drives security to ~0 (paper 1)
+    # feature-focused drives security to ~0 (arXiv 2510.10739)
     assert model.state[0] < 0.15
 
 

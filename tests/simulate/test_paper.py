@@ -1,4 +1,4 @@
-"""Calibration of the paper environment against paper 1's table (seeded).
+"""Calibration of the paper environment against the table of arXiv 2510.10739 (seeded).
 
 The analysis is run as the paper did: 100 sessions per static strategy, 50 iterations each,
 400 sessions in all, objectives (security, efficiency, functionality). Tolerances (stated in

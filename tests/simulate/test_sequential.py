@@ -1,4 +1,4 @@
-"""Tests of steerloop.simulate.sequential: paper 1's open question 3."""
+"""Tests of steerloop.simulate.sequential: the SDE paper's open question 3 (arXiv 2510.10739)."""
 
 from __future__ import annotations
 

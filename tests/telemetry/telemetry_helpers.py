@@ -22,7 +22,7 @@ from steerloop.policies.references import validate_policy
 OBJECTIVES = ["security", "efficiency", "functionality"]
 
 # Equilibria each paper strategy drives the objectives to (feature_focused drives security to
-# ~0, as in paper 1), used by the simulated loop below.
+# ~0, as in arXiv 2510.10739), used by the simulated loop below.
 PAPER_TARGETS: dict[str, tuple[float, float, float]] = {
     "adaptive_integration": (0.15, 0.7, 0.7),
     "security_focused": (0.9, 0.5, 0.6),
