@@ -7,7 +7,10 @@ once per step), the belief N(x̂_t, P_t) from the filter, and the horizon distri
 
 * told — ``steps_left`` from :meth:`steerloop.Session.update`, or the policy's ``horizon``
   minus the steps done — a point mass;
-* not told — :func:`steerloop.estimators.planner.default_horizons` (5 to 80 steps).
+* not told — :func:`untold_horizons`: the steps left given the steps already run, by the
+  Copernican (scale-free) rule — the step reached is taken to be a uniformly random point of
+  the loop, so a loop that has run t steps has run half its course with probability 1/2,
+  and the longer it has run, the longer it is expected to go on.
 
 Posterior draws for Thompson sampling come from a generator seeded by the session's seed and
 the step, so a restored session draws the same numbers.
@@ -32,9 +35,48 @@ from steerloop.estimators.planner import (
 )
 from steerloop.policies.schema import PlanAction
 
-__all__ = ["StepPlanning"]
+__all__ = ["UNTOLD_MAX_STEPS", "UNTOLD_MIN_LENGTH", "StepPlanning", "untold_horizons"]
 
 FloatArray = NDArray[np.float64]
+
+
+#: Quantiles of the elapsed share u of the loop at which :func:`untold_horizons` evaluates the
+#: steps left (equal weights: the midpoints of five equal-probability bins).
+_ELAPSED_QUANTILES = (0.9, 0.7, 0.5, 0.3, 0.1)
+#: A loop is taken to run at least this many steps (the scale of the untold prior).
+UNTOLD_MIN_LENGTH = 10
+#: The longest steps-left point: every stable strategy is at its equilibrium long before, and
+#: an unstable estimate's powers Fⁿ would overflow.
+UNTOLD_MAX_STEPS = 200
+
+
+def untold_horizons(step: int) -> tuple[tuple[int, float], ...]:
+    """The steps-left distribution when the loop's length is not told, after ``step`` steps.
+
+    The Copernican rule (J. R. Gott, "Implications of the Copernican principle for our future
+    prospects", Nature 363, 1993): the elapsed share u = t / T of a loop of unknown length T
+    is uniform on (0, 1), so the steps left are T − t = t / u − t — a scale-free (log-uniform)
+    prior on T conditioned on T > t: the longer a loop has run, the longer it is expected to
+    go on. A loop is taken to run at least :data:`UNTOLD_MIN_LENGTH` steps (t is replaced by
+    that length in t / u while it is shorter). Evaluated at the quantiles
+    :data:`_ELAPSED_QUANTILES` of u, with equal weights, and at most :data:`UNTOLD_MAX_STEPS`.
+    docs/architecture.md, "Planning".
+
+    Examples
+    --------
+    >>> untold_horizons(20)
+    ((2, 0.2), (9, 0.2), (20, 0.2), (47, 0.2), (180, 0.2))
+    >>> untold_horizons(40)[-1]
+    (200, 0.2)
+    >>> [steps for steps, _ in untold_horizons(4)]
+    [7, 10, 16, 29, 96]
+    """
+    done = max(step, 0)
+    scale = max(done, UNTOLD_MIN_LENGTH)
+    weight = 1.0 / len(_ELAPSED_QUANTILES)
+    return tuple(
+        (min(UNTOLD_MAX_STEPS, max(1, round(scale / u - done))), weight) for u in _ELAPSED_QUANTILES
+    )
 
 
 class StepPlanning:
@@ -79,7 +121,7 @@ class StepPlanning:
         """The steps-left distribution the planner uses."""
         if self._steps_left is not None:
             return ((max(1, self._steps_left), 1.0),)
-        return default_horizons()
+        return untold_horizons(self._step)
 
     @property
     def expected_length(self) -> float:

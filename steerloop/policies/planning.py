@@ -15,9 +15,11 @@
 3. **No thrash, bounded curiosity.** The plan in force (or, without one, holding the
    current strategy) is kept unless the best plan beats it by ``margin`` — by four times
    the margin to go back to the strategy just left within four steps of leaving it. While the budget
-   lasts, the plan is also made once with one draw of every strategy's drift from its
-   posterior (Thompson sampling); when that draw prefers another first strategy by the
-   margin, it is taken, tried for four steps, and counted against the budget.
+   lasts, and enough steps remain to try a strategy for four steps and use what the trial
+   taught for as long again, the plan is also made once with one draw of every strategy's
+   drift from its posterior (Thompson sampling); when that draw prefers another first
+   strategy by the margin, it is taken, tried for four steps, and counted against the
+   budget. Near the end of a told horizon a trial can only cost: nothing learnt is used.
 
 ``best_predicted`` picks the strategy whose predicted equilibrium x*_π = −A_π⁻¹b_π (clipped to
 [0, 1]) maximises the utility, after trying every strategy whose drift is not estimated yet.
@@ -89,8 +91,6 @@ def _explore(
     known = context.knowledge()
     unknown = [name for name in strategies if known.get(name, 0.0) < warmup]
     budget = action.explore * context.expected_length
-    steps_left = context.steps_left
-    room = steps_left is None or steps_left >= 3 * warmup
     if memory.explore_target is not None:
         target = memory.explore_target
         if target in unknown and memory.explore_steps < budget and current == target:
@@ -101,6 +101,8 @@ def _explore(
                 f"exploring {target}: {known.get(target, 0.0):.0f} of {warmup} transitions known",
             )
         memory.explore_target = None
+    steps_left = context.steps_left
+    room = steps_left is None or steps_left >= 3 * warmup
     if not unknown or memory.explore_steps >= budget or not room:
         return None
 
@@ -125,6 +127,17 @@ def _explore(
 #: :data:`REVERSAL_FACTOR` times the margin (hysteresis against thrash).
 REVERSAL_WINDOW = 4
 REVERSAL_FACTOR = 4.0
+
+
+def _room(context: PlanningContext, learning: int) -> bool:
+    """Whether a loop that learns for ``learning`` steps can then use what it learnt for as
+    long again: ``steps_left ≥ 2 × learning`` (always, when the horizon is not told).
+
+    A trial pays the session back only in the steps that follow it; the fleet gains either
+    way, but a session is not made to pay for it at the very end of its loop.
+    """
+    steps_left = context.steps_left
+    return steps_left is None or steps_left >= 2 * max(1, learning)
 
 
 def _margin(action: PlanAction, memory: EngineMemory, target: str, step: int) -> float:
@@ -172,7 +185,8 @@ def plan_action(
         note = f" (best {choice.describe()} = {value:.3g} is within the margin {margin:g})"
         choice, value = incumbent, kept
     budget = action.explore * context.expected_length
-    if action.posterior_sampling and memory.explore_steps < budget:
+    trial = action.posterior_sampling and memory.explore_steps < budget
+    if trial and _room(context, REVERSAL_WINDOW):
         sampled = context.plan(action, incumbent, draw=True)
         if sampled is not None and sampled.schedule.first != choice.first:
             rival = sampled.values.get(choice)

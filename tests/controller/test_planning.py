@@ -9,7 +9,12 @@ import pytest
 from controller_helpers import A_TRUE, X_STAR, make_policy
 
 from steerloop.controller.models import SessionModels
-from steerloop.controller.planning import StepPlanning
+from steerloop.controller.planning import (
+    UNTOLD_MAX_STEPS,
+    UNTOLD_MIN_LENGTH,
+    StepPlanning,
+    untold_horizons,
+)
 from steerloop.controller.pools import FleetPool
 from steerloop.controller.settings import ModelSettings
 from steerloop.estimators.planner import Schedule, default_horizons
@@ -45,10 +50,36 @@ def test_horizons_told_or_the_default_spread() -> None:
     assert (told.steps_left, told.horizons, told.expected_length) == (12, ((12, 1.0),), 22.0)
     assert planning(models, steps_left=0).horizons == ((1, 1.0),)  # at least one step
     untold = planning(models)
-    assert untold.steps_left is None and untold.horizons == default_horizons()
+    assert untold.steps_left is None and untold.horizons == untold_horizons(10)
+    assert planning(models, step=30).horizons == untold_horizons(30)
     # Untold: the default distribution's mean, not growing with the steps done (a budget
     # set on it must not grow).
     assert untold.expected_length == pytest.approx(sum(s * w for s, w in default_horizons()))
+    assert planning(models, step=30).expected_length == untold.expected_length
+
+
+@pytest.mark.parametrize("step", [0, 3, 10, 17, 40, 120, 500])
+def test_untold_horizons_follow_the_copernican_rule(step: int) -> None:
+    horizons = untold_horizons(step)
+    steps = [s for s, _ in horizons]
+    assert sum(w for _, w in horizons) == pytest.approx(1.0)
+    assert steps == sorted(steps) and steps[0] >= 1 and steps[-1] <= UNTOLD_MAX_STEPS
+    # Monte Carlo of the rule: the elapsed share u = t / T is uniform, T = max(t, t0) / u.
+    # Each point is the median of its fifth of the steps-left distribution.
+    u = np.random.default_rng(step).uniform(size=200_000)
+    scale = max(step, UNTOLD_MIN_LENGTH)
+    left = np.sort(np.minimum(scale / u - step, UNTOLD_MAX_STEPS))
+    for k, point in enumerate(steps):
+        middle = float(np.quantile(left, 0.1 + 0.2 * k))
+        assert point == pytest.approx(middle, rel=0.02, abs=1.0)
+
+
+def test_untold_horizons_grow_with_the_steps_run() -> None:
+    # Past the minimum length the median steps left equals the steps run (Gott's rule).
+    for step in (10, 20, 60):
+        assert untold_horizons(step)[2][0] == step
+    means = [sum(s * w for s, w in untold_horizons(t)) for t in range(10, 100, 10)]
+    assert means == sorted(means)
 
 
 def test_knowledge_adds_own_and_lent_transitions() -> None:

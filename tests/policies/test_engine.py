@@ -22,6 +22,7 @@ from steerloop.policies.loader import load_preset
 from steerloop.policies.memory import EngineMemory
 from steerloop.policies.metrics import DiagnosticValue
 from steerloop.policies.outcome import EngineOutcome
+from steerloop.policies.planning import REVERSAL_WINDOW
 from steerloop.policies.references import validate_policy
 from steerloop.policies.schema import PlanAction, Policy
 
@@ -649,6 +650,22 @@ def test_a_draw_that_agrees_with_the_plan_costs_nothing() -> None:
     planning = FakePlanning(everything_known(), values, drawn=dict(values))
     outcome = engine.decide(diag(), context(10, "adaptive_integration", planning=planning), memory)
     assert outcome.strategy == "adaptive_integration" and memory.explore_steps == 0
+
+
+@pytest.mark.parametrize(
+    ("left", "draws"), [(2 * REVERSAL_WINDOW - 1, False), (2 * REVERSAL_WINDOW, True), (None, True)]
+)
+def test_no_posterior_draw_when_the_trial_could_not_be_used(left: int | None, draws: bool) -> None:
+    """A trial of four steps is drawn only when as many steps follow it to use what it taught."""
+    engine, memory = plan_engine(margin=0.125, explore=0.25), EngineMemory()
+    incumbent = Schedule("adaptive_integration")
+    values = {incumbent: 0.60, Schedule("feature_focused"): 0.55}
+    drawn = {incumbent: 0.25, Schedule("feature_focused"): 0.625}
+    planning = FakePlanning(everything_known(), values, drawn, left=left)
+    outcome = engine.decide(diag(), context(10, "adaptive_integration", planning=planning), memory)
+    assert [draw for _, draw in planning.calls] == ([False, True] if draws else [False])
+    assert (outcome.strategy == "feature_focused") is draws
+    assert memory.explore_steps == (1 if draws else 0)
 
 
 def test_no_posterior_draws_once_the_budget_is_spent() -> None:

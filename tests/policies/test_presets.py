@@ -180,7 +180,12 @@ def test_predictive_preset_prefers_severity_then_plan() -> None:
     assert plan is not None and plan.utility == "min"
     assert policy.fleet.pool
     assert _fire(policy, {"step": 6.0}) == "plan"
-    assert _fire(policy, {"step": 6.0, "severity.phase": "supercritical"}) == "runaway-severity"
+    supercritical: dict[str, DiagnosticValue] = {"step": 6.0, "severity.phase": "supercritical"}
+    assert _fire(policy, supercritical | {"severity.value": 0.6}) == "runaway-severity"
+    assert _fire(policy, {"step": 6.0, "severity.value": 0.75}) == "runaway-severity"
+    # A supercritical estimate alone no longer pins a loop whose severity has fallen.
+    assert _fire(policy, supercritical | {"severity.value": 0.3}) == "plan"
+    assert _fire(policy, supercritical) == "plan"
 
 
 @pytest.mark.parametrize(
