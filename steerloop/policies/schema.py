@@ -191,7 +191,7 @@ class SeveritySource(_Model):
 
 
 class SeverityConfig(_Model):
-    """Severity process settings (paper 2). Default source: 1 − min over filtered objectives."""
+    """Severity process (arXiv 2501.16783). Default source: 1 − min over filtered objectives."""
 
     source: SeveritySource | None = Field(None, alias="from")
     threshold: float = Field(0.7, gt=0.0, lt=1.0)
@@ -279,7 +279,7 @@ class Condition(_Model):
 
 
 class SequentialAction(_Model):
-    """Optimize one objective at a time (paper 1, appendix B.3)."""
+    """Optimize one objective at a time (arXiv 2510.10739, appendix B.3)."""
 
     order: Literal["auto"] | list[str] = "auto"
     target: float = Field(0.8, gt=0.0, le=1.0)
