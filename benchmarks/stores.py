@@ -58,7 +58,12 @@ PATIENCE = 120.0
 GOALS: tuple[Goal, ...] = (
     Goal("store-backed update / local update, one worker", "one_worker.ratio", 3.0, "<="),
     Goal("round trips per update, one worker", "round_trips.one_worker", 2.0, "<="),
-    Goal("round trips per update, two workers taking turns", "round_trips.turns", 2.0, "<="),
+    Goal(
+        "round trips per update, two workers taking turns, common case (median update)",
+        "round_trips.turns_common",
+        2.0,
+        "<=",
+    ),
     Goal("hot key: 8 processes x 100 updates, updates/s", "hot.updates_per_s", 300.0, ">="),
     Goal("hot key: updates lost", "hot.lost", 0.0, "<="),
 )
@@ -251,9 +256,10 @@ def counting_store(url: str, namespace: str) -> Any:
 
 def measure_turns(url: str | None, updates: int) -> dict[str, float | None]:
     """Round trips per update when two workers take turns on one session: in all, and split
-    into the session's own and the fleet pool's synchronisation (every ``sync_every``)."""
+    into the session's own and the fleet pool's synchronisation (every ``sync_every``); the
+    common case is the median update's count (the pool syncs on one update in ten)."""
     if url is None:
-        return {"total": None, "session": None, "pool": None}
+        return {"total": None, "session": None, "pool": None, "common": None, "most": None}
     from steerloop import Controller
 
     store = counting_store(url, f"bench-{uuid.uuid4().hex[:8]}")
@@ -263,12 +269,17 @@ def measure_turns(url: str | None, updates: int) -> dict[str, float | None]:
     for i, scores in enumerate(stream[:20]):  # both learn that the session is shared
         sessions[i % 2].update(scores)
     before, kinds = store.stats().round_trips, dict(store.by_kind)
+    each: list[int] = []
     for i, scores in enumerate(stream[20:]):
+        trips = store.stats().round_trips
         sessions[i % 2].update(scores)
+        each.append(store.stats().round_trips - trips)
     result = {
         "total": (store.stats().round_trips - before) / updates,
         "session": (store.by_kind["session"] - kinds["session"]) / updates,
         "pool": (store.by_kind["pool"] - kinds["pool"]) / updates,
+        "common": float(median(each)),
+        "most": float(max(each)),
     }
     store.close()
     return result
@@ -448,6 +459,8 @@ def run_all(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
             "one_worker_session": results["one_worker"].get("round_trips_session"),
             "one_worker_pool": results["one_worker"].get("round_trips_pool"),
             "turns": turns["total"],
+            "turns_common": turns["common"],
+            "turns_most": turns["most"],
             "turns_session": turns["session"],
             "turns_pool": turns["pool"],
         }
@@ -495,13 +508,17 @@ def render_table(results: Mapping[str, Any]) -> str:
             f"≤ 3: {status['one_worker.ratio']}",
         ),
         (
-            "round trips per update, in all: one worker / two workers taking turns",
-            f"{_f(trips['one_worker'])} / {_f(trips['turns'])}",
-            "counted by the store (`StoreStats.round_trips`), split by key: the session's own "
-            f"{_f(trips.get('one_worker_session'))} / {_f(trips.get('turns_session'))}, "
-            f"the fleet pool's sync (every `fleet.sync_every` updates) "
-            f"{_f(trips.get('one_worker_pool'))} / {_f(trips.get('turns_pool'))}",
-            f"≤ 2: {status['round_trips.one_worker']} / {status['round_trips.turns']}",
+            "round trips per update: one worker (mean) / two workers taking turns (median "
+            "update; mean)",
+            f"{_f(trips['one_worker'])} / {_f(trips.get('turns_common'))}; {_f(trips['turns'])}",
+            "counted by the store (`StoreStats.round_trips`); means split by key: the "
+            f"session's own {_f(trips.get('one_worker_session'))} / "
+            f"{_f(trips.get('turns_session'))}, the fleet pool's sync (every "
+            f"`fleet.sync_every` updates) {_f(trips.get('one_worker_pool'))} / "
+            f"{_f(trips.get('turns_pool'))}; the most for one update (a pool sync) "
+            f"{_f(trips.get('turns_most'))}",
+            f"≤ 2 in the common case: {status['round_trips.one_worker']} / "
+            f"{status['round_trips.turns_common']}",
         ),
         (
             f"hot key: {HOT_PROCESSES} processes × {HOT_UPDATES} updates to one session",
@@ -563,6 +580,9 @@ METHOD = """\
 - **Round trips** are counted by the store (`StoreStats.round_trips`: scripts and BLPOPs);
   "taking turns" is two controllers of one process alternating on one session after 20
   warm-up updates: each update then takes its turn (one script that also reads) and writes.
+  The fleet pool syncs with the store on one update in ten (`fleet.sync_every`: a read and
+  a compare-and-set write of the pooled statistics), so the mean is 0.2 above the common
+  case; the goal (the issue's "≤ 2 in the common case") reads the median update.
 - **Hot key.** 8 fresh interpreters (`python -m benchmarks.stores --hot-worker`), each with
   its own controller, store and connections, wait at a barrier in Redis; updates/s is 800
   over the time from the start signal to the last report; start-up is spawn to all ready
