@@ -29,7 +29,7 @@ def test_quick_run_reports_every_goal() -> None:
     assert {g["key"] for g in document["goals"]} == {
         "one_worker.ratio",
         "round_trips.one_worker",
-        "round_trips.turns",
+        "round_trips.turns_common",
         "hot.updates_per_s",
         "hot.lost",
     }
@@ -37,6 +37,9 @@ def test_quick_run_reports_every_goal() -> None:
     assert document["hot"]["lost"] == 0 and document["hot"]["consistent"] is True
     # One round trip per update, plus two for the fleet pool every fleet.sync_every (10).
     assert document["round_trips"]["one_worker"] <= 1.2 + 1e-9
+    # Workers taking turns: two in the common update, a pool sync adds two on one in ten.
+    assert document["round_trips"]["turns_common"] == 2
+    assert document["round_trips"]["turns"] <= 2.2 + 1e-9
 
 
 def test_the_markdown_section_replaces_only_itself(tmp_path: Path) -> None:
