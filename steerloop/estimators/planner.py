@@ -24,6 +24,9 @@ and every call, so comparisons carry no Monte Carlo noise); u is the minimum ove
 distribution: a point mass when the user tells it, a spread of lengths when not; a two-phase
 schedule whose switch lies beyond a possible end is valued at that end as the first phase
 held, so a schedule that pays only after its switch is not chosen when the end is uncertain.
+At a switch the belief is brought back into the scores' range (mean clipped to [0, 1],
+variances at most 1/4), so a first phase that the linear model extrapolates far outside it
+cannot look good by "returning" from an impossible state.
 
 References
 ----------
@@ -328,6 +331,25 @@ def _distinct(
     return (first, count), np.array(where, dtype=np.intp)
 
 
+def _bounded(mean: FloatArray, cov: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Beliefs (B, d), (B, d, d) at a phase switch, brought back to what a state in [0, 1]ᵈ
+    can be: the mean clipped to [0, 1], each variance at most 1/4 (the largest variance of a
+    variable on [0, 1]; correlations kept). A linear drift extrapolated far outside the
+    scores' range — an unstable estimate held for many steps — would otherwise carry an
+    impossible state into the second phase. Non-finite rows are left as they are.
+    """
+    finite: NDArray[np.bool_] = np.asarray(
+        np.isfinite(mean).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+    )
+    variance = np.diagonal(cov, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrink = np.where(variance > 0.25, np.sqrt(0.25 / variance), 1.0)
+    shrink = np.where(finite[:, None], shrink, 1.0)
+    bounded_cov = cov * shrink[:, :, None] * shrink[:, None, :]
+    bounded_mean = np.where(finite[:, None], np.clip(mean, 0.0, 1.0), mean)
+    return np.asarray(bounded_mean, dtype=np.float64), np.asarray(bounded_cov, dtype=np.float64)
+
+
 def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> FloatArray:
     """E[u(clip(x))] for x ~ N(mean_b, cov_b), by the fixed draws; shape (B,).
 
@@ -424,8 +446,9 @@ def plan(
         )
         if layout.later.size:
             chosen = layout.later
+            switch_mean, switch_cov = _bounded(end_mean[chosen], end_cov[chosen])
             end_mean[chosen], end_cov[chosen] = dynamics.propagate(
-                layout.second, end_mean[chosen], end_cov[chosen], layout.remaining
+                layout.second, switch_mean, switch_cov, layout.remaining
             )
     utilities = _utility(settings, end_mean, end_cov).tolist()
     weights = layout.weights

@@ -498,3 +498,26 @@ def test_a_belief_that_overflows_is_never_chosen_and_raises_nothing(two_phase: b
     if not two_phase:
         assert result.schedule == Schedule("slow")
     assert alone.value == -math.inf and alone.schedule == Schedule("unstable")
+
+
+def test_a_first_phase_that_leaves_the_range_is_not_valued_by_its_impossible_return() -> None:
+    # F = 1.9 I for 400 steps takes the mean to ~1e111 (finite); the slow strategy then
+    # contracts it by 0.9^1600 ~ 1e-73: without the bound at the switch the state would still
+    # be ~1e38, clipped to 1 at the end, and the schedule would look perfect.
+    unstable = StrategyModel(A=0.9 * np.eye(2), b=np.array([0.1, 0.1]), Q=1e-4 * np.eye(2))
+    settings = PlanSettings(horizons=((2000, 1.0),), two_phase=True)
+    result = plan(START, START_COV, {"unstable": unstable, "slow": SLOW}, settings)
+    returned = result.values[Schedule("unstable", 400, "slow")]
+    assert returned <= result.values[Schedule("slow")] + 1e-9
+    assert result.schedule == Schedule("slow")
+
+
+def test_the_bound_at_a_switch_changes_nothing_inside_the_range() -> None:
+    settings = PlanSettings(horizons=((30, 1.0),), two_phase=True, splits=(0.3,))
+    models = {"slow": SLOW, "fast": FAST}
+    result = plan(START, START_COV, models, settings)
+    mean, cov = iterate(FAST, START, START_COV, 9)
+    mean, cov = iterate(SLOW, mean, cov, 21)
+    draws = np.random.default_rng(0).multivariate_normal(mean, cov, size=200_000)
+    expected = float(np.clip(draws, 0.0, 1.0).min(axis=1).mean())
+    assert result.values[Schedule("fast", 9, "slow")] == pytest.approx(expected, abs=0.01)
