@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
@@ -276,10 +277,10 @@ class FailureDelta:
 _G = TypeVar("_G", bound="ListenerGroup[Any]")
 
 
-class Binding(Generic[_G]):
+class Binding(ABC, Generic[_G]):
     """The link between one :class:`ListenerGroup` and one controller.
 
-    Subclasses implement :meth:`record` (one step) and :meth:`reload`; the wrappers
+    Subclasses implement :meth:`record` (one step), :meth:`reload` and :meth:`seed`; the wrappers
     :meth:`on_decision` and :meth:`on_reload` are what the controller calls, and they never
     raise. Sessions that stepped before binding are passed to :meth:`seed` with their last
     decision (their error counts become the baseline).
@@ -301,6 +302,7 @@ class Binding(Generic[_G]):
                 record.error_deltas(decision, first)
                 self.seed(record, decision)
 
+    @abstractmethod
     def seed(self, record: SessionRecord, decision: Decision) -> None:
         """Initialise ``record`` from a session's last decision before binding."""
 
@@ -328,19 +330,19 @@ class Binding(Generic[_G]):
         except Exception as error:
             self.owner.failed("reload", error)
 
+    @abstractmethod
     def record(self, session: Session, decision: Decision) -> None:
         """Handle one step."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reload(self, old: Policy, new: Policy) -> None:
         """Handle a policy reload."""
-        raise NotImplementedError
 
 
 _B = TypeVar("_B", bound=Binding[Any])
 
 
-class ListenerGroup(Generic[_B]):
+class ListenerGroup(ABC, Generic[_B]):
     """One telemetry object bound to one or more controllers; it fails open.
 
     Subclasses implement :meth:`new_binding`, set :attr:`layer` (named in error events and
@@ -366,9 +368,9 @@ class ListenerGroup(Generic[_B]):
         """Where ``steerloop.telemetry.error`` goes (``None``: the ``steerloop`` logger)."""
         return None
 
+    @abstractmethod
     def new_binding(self, controller: ObservedController) -> _B:
         """The binding of this object to ``controller``."""
-        raise NotImplementedError
 
     def bind(self, controller: ObservedController) -> None:
         """Report ``controller``. Binding the same controller twice raises ``ValueError``."""
