@@ -228,7 +228,13 @@ class PlanSettings:
 
 
 def default_horizons() -> tuple[tuple[int, float], ...]:
-    """The steps-left distribution used when the loop's length is unknown: 5–80, equal weights."""
+    """A fixed spread of steps left, 5–80 with equal weights (mean 31).
+
+    The controller plans an untold loop with
+    :func:`steerloop.controller.planning.untold_horizons` (which follows the steps already
+    run) and uses this spread's constant mean only as the loop length behind the exploration
+    budget.
+    """
     return ((5, 0.2), (10, 0.2), (20, 0.2), (40, 0.2), (80, 0.2))
 
 
