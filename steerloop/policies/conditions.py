@@ -291,21 +291,34 @@ def _join(parts: list[_Compiled], word: str, diagnostics: Diagnostics) -> str:
     return f" {word} ".join(texts)
 
 
-def _all(children: list[_Compiled]) -> _Compiled:
-    trues = tuple(child.is_true for child in children)
-    falses = tuple(child.is_false for child in children)
+def _every(tests: tuple[_Test, ...]) -> _Test:
+    """A test that holds when every one of ``tests`` holds (stops at the first that fails)."""
 
-    def is_true(diagnostics: Diagnostics) -> bool:
-        for test in trues:  # noqa: SIM110 - a loop beats all()/any() on a generator
+    def every(diagnostics: Diagnostics) -> bool:
+        for test in tests:  # noqa: SIM110 - a loop beats all()/any() on a generator
             if not test(diagnostics):
                 return False
         return True
 
-    def is_false(diagnostics: Diagnostics) -> bool:
-        for test in falses:  # noqa: SIM110 - a loop beats all()/any() on a generator
+    return every
+
+
+def _some(tests: tuple[_Test, ...]) -> _Test:
+    """A test that holds when one of ``tests`` holds (stops at the first that does)."""
+
+    def some(diagnostics: Diagnostics) -> bool:
+        for test in tests:  # noqa: SIM110 - a loop beats all()/any() on a generator
             if test(diagnostics):
                 return True
         return False
+
+    return some
+
+
+def _all(children: list[_Compiled]) -> _Compiled:
+    # Definitely true when every child is; definitely false when one child is.
+    is_true = _every(tuple(child.is_true for child in children))
+    is_false = _some(tuple(child.is_false for child in children))
 
     def explain(diagnostics: Diagnostics) -> str:
         if is_true(diagnostics):
@@ -319,20 +332,9 @@ def _all(children: list[_Compiled]) -> _Compiled:
 
 
 def _any(children: list[_Compiled]) -> _Compiled:
-    trues = tuple(child.is_true for child in children)
-    falses = tuple(child.is_false for child in children)
-
-    def is_true(diagnostics: Diagnostics) -> bool:
-        for test in trues:  # noqa: SIM110 - a loop beats all()/any() on a generator
-            if test(diagnostics):
-                return True
-        return False
-
-    def is_false(diagnostics: Diagnostics) -> bool:
-        for test in falses:  # noqa: SIM110 - a loop beats all()/any() on a generator
-            if not test(diagnostics):
-                return False
-        return True
+    # Definitely true when one child is; definitely false when every child is.
+    is_true = _some(tuple(child.is_true for child in children))
+    is_false = _every(tuple(child.is_false for child in children))
 
     def explain(diagnostics: Diagnostics) -> str:
         holding = [child for child in children if child.is_true(diagnostics)]
