@@ -48,6 +48,7 @@ write's reply was lost (it may have been applied; retry with its idempotency key
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, fields
 from typing import Final, Literal, Protocol, runtime_checkable
@@ -75,6 +76,8 @@ __all__ = [
     "Token",
     "Turn",
     "Written",
+    "new_generation",
+    "turn_holder",
 ]
 
 #: Default time to live of a stored key, in seconds (renewed by every write): 1 day.
@@ -216,6 +219,25 @@ class StoreStats:
     busy: int = 0
 
 
+def new_generation() -> str:
+    """A random generation id (64 bits, hex); also names a worker's turn."""
+    return os.urandom(8).hex()
+
+
+def turn_holder(resume: Turn | None) -> str:
+    """Who asks for a turn: ``resume``'s holder when it held one, else a new random id."""
+    return resume.holder if resume is not None and resume.holder else new_generation()
+
+
+#: The :class:`StoreStats` counter each write outcome adds to.
+_OUTCOME_COUNTERS: Final = {
+    WRITTEN: "saves",
+    APPLIED: "replays",
+    CONFLICT: "conflicts",
+    BUSY: "busy",
+}
+
+
 class _Counters:
     """Thread-safe counters behind :class:`StoreStats`."""
 
@@ -226,6 +248,10 @@ class _Counters:
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._values[name] += amount
+
+    def add_outcome(self, written: Written) -> None:
+        """Count a write by its outcome (saves, replays, conflicts or busy)."""
+        self.add(_OUTCOME_COUNTERS[written.outcome])
 
     def snapshot(self) -> StoreStats:
         with self._lock:

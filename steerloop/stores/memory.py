@@ -7,7 +7,6 @@ store behind the fault-injecting doubles of :mod:`steerloop.testing`.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -35,14 +34,11 @@ from steerloop.stores.base import (
     Turn,
     Written,
     _Counters,
+    new_generation,
+    turn_holder,
 )
 
 __all__ = ["MemoryStore", "new_generation"]
-
-
-def new_generation() -> str:
-    """A random generation id (64 bits, hex)."""
-    return os.urandom(8).hex()
 
 
 @dataclass
@@ -143,7 +139,7 @@ class MemoryStore(SharedSettings):
     ) -> Turn:
         """Wait for this thread's turn on ``key`` (at most ``lease_wait`` s), then read."""
         self._counters.add("round_trips")
-        holder = resume.holder if resume is not None and resume.holder else new_generation()
+        holder = turn_holder(resume)
         give_up = time.monotonic() + self.lease_wait
         waited = False
         with self._lock:
@@ -181,7 +177,7 @@ class MemoryStore(SharedSettings):
         holder = turn.holder if turn is not None else None
         with self._lock:
             written = self._write(key, bytes(value), expected, holder, idempotency_key, result)
-        self._counters.add(_COUNTER[written.outcome])
+        self._counters.add_outcome(written)
         return written
 
     def release(self, turn: Turn) -> None:
@@ -337,6 +333,3 @@ class MemoryStore(SharedSettings):
             f"{self.lease_wait:g} s (its turns are taking long, or many workers queue for "
             "one key); the update was NOT applied. Retry, or raise lease_wait="
         )
-
-
-_COUNTER = {WRITTEN: "saves", APPLIED: "replays", CONFLICT: "conflicts", BUSY: "busy"}

@@ -63,9 +63,11 @@ from steerloop.stores.base import (
     Turn,
     Written,
     _Counters,
+    new_generation,
+    turn_holder,
 )
 from steerloop.stores.fallback import LocalFallback
-from steerloop.stores.memory import MemoryStore, new_generation
+from steerloop.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     import redis
@@ -309,7 +311,7 @@ class RedisStore(SharedSettings):
 
         def remote() -> Written:
             written = self._write(key, value, expected, holder, idempotency_key, result)
-            self._counters.add(_COUNTER[written.outcome])
+            self._counters.add_outcome(written)
             return written
 
         def local() -> Written:
@@ -360,7 +362,7 @@ class RedisStore(SharedSettings):
     def _begin(
         self, key: str, known: Token | None, idempotency_key: str | None, resume: Turn | None
     ) -> Turn:
-        holder = resume.holder if resume is not None and resume.holder else new_generation()
+        holder = turn_holder(resume)
         args = [
             *_args(known, idempotency_key),
             holder,
@@ -551,6 +553,3 @@ def _args(known: Token | None, idempotency_key: str | None) -> list[str | int]:
 def _refused(error: BaseException) -> bool:
     """Whether the connection was never made (so nothing was sent)."""
     return "connecting to" in str(error)
-
-
-_COUNTER = {WRITTEN: "saves", APPLIED: "replays", CONFLICT: "conflicts", BUSY: "busy"}
