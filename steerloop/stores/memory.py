@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from steerloop.errors import StoreError
 from steerloop.stores.base import (
@@ -39,6 +40,28 @@ from steerloop.stores.base import (
 )
 
 __all__ = ["MemoryStore", "new_generation"]
+
+
+class _Expiring(Protocol):
+    expires_at: float
+
+
+_E = TypeVar("_E", bound=_Expiring)
+
+
+def _unexpired(table: dict[str, _E], key: str, now: float) -> _E | None:
+    """``table[key]``; ``None`` when it is absent or expired (an expired one is dropped)."""
+    item = table.get(key)
+    if item is not None and item.expires_at <= now:
+        del table[key]
+        return None
+    return item
+
+
+def _drop_expired(table: dict[str, _E], now: float) -> None:
+    """Drop every expired item of ``table``."""
+    for key in [key for key, item in table.items() if item.expires_at <= now]:
+        del table[key]
 
 
 @dataclass
@@ -229,18 +252,10 @@ class MemoryStore(SharedSettings):
     # -- machinery (callers hold self._lock) ------------------------------------------------
 
     def _live(self, key: str, now: float) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires_at <= now:
-            del self._entries[key]
-            return None
-        return entry
+        return _unexpired(self._entries, key, now)
 
     def _live_lease(self, key: str, now: float) -> _Lease | None:
-        lease = self._leases.get(key)
-        if lease is not None and lease.expires_at <= now:
-            del self._leases[key]
-            return None
-        return lease
+        return _unexpired(self._leases, key, now)
 
     def _read(self, key: str, known: Token | None, idempotency_key: str | None, now: float) -> Read:
         self._counters.add("loads")
@@ -321,10 +336,8 @@ class MemoryStore(SharedSettings):
                 del self._waiting[key]
 
     def _sweep(self, now: float) -> None:
-        for key in [key for key, entry in self._entries.items() if entry.expires_at <= now]:
-            del self._entries[key]
-        for key in [key for key, lease in self._leases.items() if lease.expires_at <= now]:
-            del self._leases[key]
+        _drop_expired(self._entries, now)
+        _drop_expired(self._leases, now)
         self._next_sweep = now + self.ttl
 
     def _busy_reason(self) -> str:
