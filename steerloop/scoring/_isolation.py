@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,41 @@ ENV_ALLOWLIST = {
     "LC_ALL": "C.UTF-8",
 }
 _NS_FLAGS = ("--net", "--pid", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child")
+
+
+def run_quietly(argv: Sequence[str], *, timeout: float, uid: int | None = None) -> int | None:
+    """Run a fixed helper command: no shell, no input or output, the allowlisted environment.
+
+    Parameters
+    ----------
+    argv : Sequence[str]
+        The command and its arguments (chosen by steerloop, never by a candidate).
+    timeout : float
+        Seconds it may take.
+    uid : int | None
+        Run it as this user and group, with no supplementary groups (default: as the caller).
+
+    Returns
+    -------
+    int | None
+        Its exit status; ``None`` when it could not be started or did not finish in time.
+    """
+    try:
+        completed = subprocess.run(  # noqa: S603 - fixed argv from steerloop, no shell
+            list(argv),
+            user=uid,
+            group=uid,
+            extra_groups=None if uid is None else [],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+            env=dict(ENV_ALLOWLIST),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.returncode
 
 
 @dataclass(frozen=True)
@@ -63,19 +99,7 @@ def _probe(user_namespace: bool) -> tuple[str, ...] | None:
     if unshare is None:
         return None
     prefix = (unshare, *(("--user", "--map-root-user") if user_namespace else ()), *_NS_FLAGS, "--")
-    try:
-        completed = subprocess.run(  # noqa: S603 - fixed argv, no shell, probing unshare itself
-            [*prefix, true],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-            env=dict(ENV_ALLOWLIST),
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return prefix if completed.returncode == 0 else None
+    return prefix if run_quietly([*prefix, true], timeout=10) == 0 else None
 
 
 def probe_isolation(namespaces: bool | None = None) -> Isolation:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from steerloop.scoring._isolation import ENV_ALLOWLIST
+from steerloop.scoring._isolation import run_quietly
 
 
 def feed_and_wait(process: subprocess.Popen[bytes], payload: bytes, deadline: float) -> bool:
@@ -111,20 +111,7 @@ def kill_uid(uid: int) -> None:
     """Kill every process of the (run-private) uid: ``kill -9 -1`` run as that uid."""
     kill = shutil.which("kill") or "/bin/kill"
     for _ in range(3):
-        try:
-            subprocess.run(  # noqa: S603 - fixed argv, runs as the throwaway sandbox uid
-                [kill, "-9", "-1"],
-                user=uid,
-                group=uid,
-                extra_groups=[],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=5,
-                check=False,
-                env=dict(ENV_ALLOWLIST),
-            )
-        except (OSError, subprocess.SubprocessError):
+        if run_quietly([kill, "-9", "-1"], timeout=5, uid=uid) is None:
             return
         if not uid_has_processes(uid):
             return
