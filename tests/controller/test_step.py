@@ -10,10 +10,13 @@ import pytest
 from controller_helpers import OBJECTIVES, make_policy
 
 from steerloop import load_preset
+from steerloop.controller import step as step_module
+from steerloop.controller.planning import StepPlanning
 from steerloop.controller.pools import FleetPool
 from steerloop.controller.settings import ModelSettings
 from steerloop.controller.step import IMPROVEMENT, SessionCore, StepInput
 from steerloop.policies.engine import PolicyEngine
+from steerloop.policies.planning import REVERSAL_WINDOW
 from steerloop.policies.schema import Policy
 
 NAN = math.nan
@@ -88,7 +91,8 @@ def test_the_seed_depends_on_the_session_id_only() -> None:
         (None, 12, 7, 12.0),
         (50, None, 7, 43.0),
         (50, 3, 7, 3.0),  # told beats the policy's horizon
-        (5, None, 7, 0.0),  # past the horizon: nothing left, not negative
+        (5, None, 5, 0.0),  # the horizon's last step
+        (5, None, 7, None),  # past the horizon: it was wrong, planned as untold
     ],
 )
 def test_plan_horizon_is_told_or_from_the_policys_horizon(
@@ -100,6 +104,54 @@ def test_plan_horizon_is_told_or_from_the_policys_horizon(
         core.step(step_input([0.5, 0.6, 0.7]), engine, None)
     decision = core.step(step_input([0.5, 0.6, 0.7], steps_left=told), engine, None)
     assert decision.diagnostics["plan.horizon"] == expected
+
+
+def test_a_loop_that_goes_on_after_its_told_last_step_is_planned_as_untold() -> None:
+    policy = load_preset("predictive")
+    core, engine = core_for(policy)
+    horizons = []
+    for told in (2, 1, 0, 0, 0, 4):
+        decision = core.step(step_input([0.5, 0.6, 0.7], steps_left=told), engine, None)
+        horizons.append(decision.diagnostics["plan.horizon"])
+    # told 0 is the last step; a step after it shows the horizon was wrong, until a
+    # positive horizon is told again
+    assert horizons == [2.0, 1.0, 0.0, None, None, 4.0]
+    restored = type(core).from_state(core.to_state(), policy, core.models.settings)
+    assert restored.horizon_ended is False
+
+
+def test_the_ended_horizon_survives_a_snapshot() -> None:
+    policy = load_preset("predictive")
+    core, engine = core_for(policy)
+    core.step(step_input([0.5, 0.6, 0.7], steps_left=0), engine, None)
+    restored = type(core).from_state(core.to_state(), policy, core.models.settings)
+    decision = restored.step(step_input([0.5, 0.6, 0.7], steps_left=0), engine, None)
+    assert decision.diagnostics["plan.horizon"] is None
+
+
+@pytest.mark.parametrize(
+    ("dwell", "shortest"), [(0, REVERSAL_WINDOW), (1, REVERSAL_WINDOW), (9, 9)]
+)
+def test_the_planners_shortest_phase_is_the_reversal_window_or_the_dwell(
+    monkeypatch: pytest.MonkeyPatch, dwell: int, shortest: int
+) -> None:
+    """A two-phase plan whose first phase is shorter than the reversal window would go
+    straight back (A -> B -> A): the planner never proposes one."""
+    seen: list[int] = []
+
+    class Spy(StepPlanning):
+        def __init__(self, *args: Any, min_phase: int = 1, **kwargs: Any) -> None:
+            seen.append(min_phase)
+            super().__init__(*args, min_phase=min_phase, **kwargs)
+
+    monkeypatch.setattr(step_module, "StepPlanning", Spy)
+    policy = load_preset("predictive")
+    policy = policy.model_copy(
+        update={"switching": policy.switching.model_copy(update={"min_dwell": dwell})}
+    )
+    core, engine = core_for(policy)
+    core.step(step_input([0.5, 0.6, 0.7], steps_left=20), engine, None)
+    assert seen == [shortest]
 
 
 def test_plan_diagnostics_only_with_a_plan_rule() -> None:
