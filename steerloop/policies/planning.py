@@ -7,8 +7,10 @@
    planned. While the session's exploration budget lasts (``explore`` × the loop's expected
    length), and enough steps remain to use what is learnt (at least three warm-ups), the
    least known of them is run until it is known (ties broken per session, so that
-   concurrent sessions explore different strategies). A fleet explores once: what one
-   session learns reaches the pool, so later sessions find the strategy known.
+   concurrent sessions explore different strategies) — never the strategy left fewer than
+   four steps ago (e.g. when an override pulled the loop off it): exploring waits out that
+   window rather than go straight back. A fleet explores once: what one session learns
+   reaches the pool, so later sessions find the strategy known.
 2. **Plan.** Every known strategy held to the horizon, and two-phase schedules, are valued by
    :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
    the horizon, with the drift's own uncertainty).
@@ -19,7 +21,12 @@
    taught for as long again, the plan is also made once with one draw of every strategy's
    drift from its posterior (Thompson sampling); when that draw prefers another first
    strategy by the margin, it is taken, tried for four steps, and counted against the
-   budget. Near the end of a told horizon a trial can only cost: nothing learnt is used.
+   budget. A trial is never a return to the strategy left fewer than four steps ago. Near
+   the end of a told horizon a trial can only cost: nothing learnt is used.
+
+A first phase shorter than the reversal window is not planned either (the controller sets
+the planner's shortest phase to four steps, or the policy's dwell when longer): every
+switch the ``plan`` action makes on its own holds for at least four steps.
 
 ``best_predicted`` picks the strategy whose predicted equilibrium x*_π = −A_π⁻¹b_π (clipped to
 [0, 1]) maximises the utility, after trying every strategy whose drift is not estimated yet.
@@ -86,6 +93,7 @@ def _explore(
     strategies: Sequence[str],
     current: str,
     warmup: int,
+    step: int,
 ) -> Verdict | None:
     """Stage 1 of the module docstring: a verdict while exploring, else ``None``."""
     known = context.knowledge()
@@ -111,6 +119,13 @@ def _explore(
         # explore different strategies instead of all the same one.
         return known.get(name, 0.0), zlib.crc32(f"{context.seed}:{name}".encode())
 
+    if current not in unknown:
+        # Exploring never returns to the strategy just left (e.g. after an override): it
+        # waits out the reversal window instead (a switch straight back is a thrash).
+        left = _recently_left(memory, step)
+        unknown = [name for name in unknown if name != left]
+        if not unknown:
+            return None
     target = current if current in unknown else min(unknown, key=rank)
     memory.explore_target = target
     if target != current or memory.last_switch_step is not None:
@@ -140,12 +155,16 @@ def _room(context: PlanningContext, learning: int) -> bool:
     return steps_left is None or steps_left >= 2 * max(1, learning)
 
 
+def _recently_left(memory: EngineMemory, step: int) -> str | None:
+    """The strategy left by a switch fewer than :data:`REVERSAL_WINDOW` steps ago."""
+    if memory.last_switch_step is None or step - memory.last_switch_step >= REVERSAL_WINDOW:
+        return None
+    return memory.left_strategy
+
+
 def _margin(action: PlanAction, memory: EngineMemory, target: str, step: int) -> float:
     """The no-thrash margin for switching to ``target`` now (module docstring)."""
-    recent = (
-        memory.last_switch_step is not None and step - memory.last_switch_step < REVERSAL_WINDOW
-    )
-    if recent and target == memory.left_strategy:
+    if target == _recently_left(memory, step):
         return REVERSAL_FACTOR * action.margin
     return action.margin
 
@@ -160,7 +179,7 @@ def plan_action(
     step: int = 0,
 ) -> Verdict:
     """Decide by the ``plan`` action (module docstring)."""
-    exploring = _explore(action, memory, context, strategies, current, warmup)
+    exploring = _explore(action, memory, context, strategies, current, warmup, step)
     if exploring is not None:
         return exploring
     until = memory.committed_until
@@ -188,10 +207,10 @@ def plan_action(
     trial = action.posterior_sampling and memory.explore_steps < budget
     if trial and _room(context, REVERSAL_WINDOW):
         sampled = context.plan(action, incumbent, draw=True)
-        if sampled is not None and sampled.schedule.first != choice.first:
+        returning = sampled is not None and sampled.schedule.first == _recently_left(memory, step)
+        if sampled is not None and sampled.schedule.first != choice.first and not returning:
             rival = sampled.values.get(choice)
-            reverse = _margin(action, memory, sampled.schedule.first, step)
-            if rival is None or sampled.value >= rival + reverse:
+            if rival is None or sampled.value >= rival + action.margin:
                 memory.explore_steps += 1
                 memory.committed_until = step + REVERSAL_WINDOW
                 choice = sampled.schedule

@@ -668,6 +668,39 @@ def test_no_posterior_draw_when_the_trial_could_not_be_used(left: int | None, dr
     assert memory.explore_steps == (1 if draws else 0)
 
 
+def test_a_posterior_draw_never_returns_to_the_strategy_just_left() -> None:
+    """A trial is not a return: within the reversal window the strategy just left is not
+    tried again, however much a draw prefers it; after the window it may be."""
+    engine = plan_engine(margin=0.125, explore=0.25)
+    incumbent = Schedule("adaptive_integration")
+    values = {incumbent: 0.60, Schedule("feature_focused"): 0.55}
+    drawn = {incumbent: 0.25, Schedule("feature_focused"): 0.875}
+    for since, takes_draw in [(1, False), (REVERSAL_WINDOW - 1, False), (REVERSAL_WINDOW, True)]:
+        memory = EngineMemory(last_switch_step=10 - since, left_strategy="feature_focused")
+        planning = FakePlanning(everything_known(), values, drawn)
+        outcome = engine.decide(
+            diag(), context(10, "adaptive_integration", planning=planning), memory
+        )
+        assert (outcome.strategy == "feature_focused") is takes_draw, since
+
+
+def test_exploration_does_not_go_straight_back_to_the_strategy_just_left() -> None:
+    """After an override pulled the loop off an unknown strategy, exploring waits out the
+    reversal window for it (another unknown strategy may be explored meanwhile)."""
+    engine = plan_engine()
+    known = everything_known() | {"feature_focused": 0.0}
+    for since, explores in [(1, False), (REVERSAL_WINDOW, True)]:
+        memory = EngineMemory(last_switch_step=10 - since, left_strategy="feature_focused")
+        planning = FakePlanning(known, {Schedule("security_focused"): 0.6})
+        outcome = engine.decide(diag(), context(10, "security_focused", planning=planning), memory)
+        assert (outcome.strategy == "feature_focused") is explores, since
+    both = known | {"efficiency_focused": 0.0}
+    memory = EngineMemory(last_switch_step=9, left_strategy="feature_focused")
+    planning = FakePlanning(both, {Schedule("security_focused"): 0.6})
+    outcome = engine.decide(diag(), context(10, "security_focused", planning=planning), memory)
+    assert outcome.strategy == "efficiency_focused"
+
+
 def test_no_posterior_draws_once_the_budget_is_spent() -> None:
     engine = plan_engine(explore=0.25)
     values = {Schedule("adaptive_integration"): 0.6}
