@@ -175,8 +175,9 @@ def test_paper_rules_fire_on_their_conditions(
 
 def test_predictive_preset_prefers_severity_then_plan() -> None:
     policy = load_preset("predictive")
-    assert [rule.name for rule in policy.rules_by_priority] == ["runaway-severity", "plan"]
-    plan = policy.rules_by_priority[1].then.plan
+    names = [rule.name for rule in policy.rules_by_priority]
+    assert names == ["runaway-severity", "secure-until-safe", "plan"]
+    plan = policy.rules_by_priority[2].then.plan
     assert plan is not None and plan.utility == "min"
     assert policy.fleet.pool
     assert _fire(policy, {"step": 6.0}) == "plan"
@@ -186,6 +187,13 @@ def test_predictive_preset_prefers_severity_then_plan() -> None:
     # A supercritical estimate alone no longer pins a loop whose severity has fallen.
     assert _fire(policy, supercritical | {"severity.value": 0.3}) == "plan"
     assert _fire(policy, supercritical) == "plan"
+    # Hysteresis: on security_focused the plan waits until severity is back under 0.6.
+    secured: dict[str, DiagnosticValue] = {"step": 6.0, "strategy": "security_focused"}
+    assert _fire(policy, secured | {"severity.value": 0.65}) == "secure-until-safe"
+    assert _fire(policy, secured | {"severity.value": 0.55}) == "plan"
+    assert _fire(policy, {"step": 6.0, "strategy": "feature_focused", "severity.value": 0.65}) == (
+        "plan"
+    )
 
 
 @pytest.mark.parametrize(
