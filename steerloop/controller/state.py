@@ -58,7 +58,6 @@ class SessionState(BaseModel):
     scorer_errors: int = Field(0, ge=0)
     rule_errors: int = Field(0, ge=0)
     unknown_scores: int = Field(0, ge=0)
-    horizon_ended: bool = False
     models: dict[str, Any]
     engine: dict[str, Any]
 

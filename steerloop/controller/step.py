@@ -103,7 +103,6 @@ class SessionCore:
         self.scorer_errors = 0
         self.rule_errors = 0
         self.unknown_scores = 0
-        self.horizon_ended = False
         self.models = SessionModels(settings) if models is None else models
         self.memory = EngineMemory()
         self.seed = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "little")
@@ -131,9 +130,7 @@ class SessionCore:
             for name, v in zip(objectives, data.values.tolist(), strict=True)
         }
         self._track_progress(learned)
-        steps_left, self.horizon_ended = _steps_left(
-            data.steps_left, policy.horizon, self.step_count, ended=self.horizon_ended
-        )
+        steps_left = _steps_left(data.steps_left, policy.horizon, self.step_count)
         planning = None
         if engine.uses_models:
             planning = StepPlanning(
@@ -284,7 +281,6 @@ class SessionCore:
             scorer_errors=self.scorer_errors,
             rule_errors=self.rule_errors,
             unknown_scores=self.unknown_scores,
-            horizon_ended=self.horizon_ended,
             models=to_tree(self.models.to_state(), arrays=arrays),
             engine=to_tree(self.memory.to_state(), arrays=arrays),
         )
@@ -318,7 +314,6 @@ class SessionCore:
         core.scorer_errors = state.scorer_errors
         core.rule_errors = state.rule_errors
         core.unknown_scores = state.unknown_scores
-        core.horizon_ended = state.horizon_ended
         core.memory = EngineMemory.from_state(from_tree(EngineState, state.engine))
         if core.strategy not in policy.strategies:  # written under another policy
             core.strategy = policy.initial
@@ -336,37 +331,18 @@ def _prior_source(
     return pool.prior
 
 
-def _steps_left(
-    told: int | None, horizon: int | None, step: int, *, ended: bool
-) -> tuple[int | None, bool]:
-    """Steps left after this one, and whether the told horizon has ended.
+def _steps_left(told: int | None, horizon: int | None, step: int) -> int | None:
+    """Steps left after this one: told by the caller, else from the policy's horizon.
 
-    Told by the caller, else from the policy's ``horizon``. A loop that goes on after the
-    step it was told was its last (``steps_left=0``, or the policy's horizon reached) has
-    shown that the horizon was wrong: from then on it is planned as untold (``None``, the
-    Copernican rule of :func:`steerloop.controller.planning.untold_horizons`) until a
-    positive ``steps_left`` is told again. docs/architecture.md, "Planning".
-
-    Examples
-    --------
-    >>> _steps_left(5, None, 3, ended=False)
-    (5, False)
-    >>> _steps_left(0, None, 3, ended=False)
-    (0, True)
-    >>> _steps_left(0, None, 4, ended=True)
-    (None, True)
-    >>> _steps_left(None, 10, 10, ended=False), _steps_left(None, 10, 11, ended=True)
-    ((0, True), (None, True))
+    Past the policy's horizon nothing is left (0, not negative); a loop told it has 0 steps
+    left plans one step ahead, as told (on the value benchmark's tuning environments this
+    did better than treating the rest of an overrunning loop as untold).
     """
-    if told is None and horizon is not None:
-        told = horizon - step
-    if told is None:
-        return None, ended
-    if told > 0:
-        return told, False
-    if ended or told < 0:
-        return None, True
-    return 0, True
+    if told is not None:
+        return max(0, told)
+    if horizon is not None:
+        return max(0, horizon - step)
+    return None
 
 
 def _plan_diagnostics(

@@ -92,7 +92,7 @@ def test_the_seed_depends_on_the_session_id_only() -> None:
         (50, None, 7, 43.0),
         (50, 3, 7, 3.0),  # told beats the policy's horizon
         (5, None, 5, 0.0),  # the horizon's last step
-        (5, None, 7, None),  # past the horizon: it was wrong, planned as untold
+        (5, None, 7, 0.0),  # past the horizon: nothing left, not negative
     ],
 )
 def test_plan_horizon_is_told_or_from_the_policys_horizon(
@@ -104,29 +104,6 @@ def test_plan_horizon_is_told_or_from_the_policys_horizon(
         core.step(step_input([0.5, 0.6, 0.7]), engine, None)
     decision = core.step(step_input([0.5, 0.6, 0.7], steps_left=told), engine, None)
     assert decision.diagnostics["plan.horizon"] == expected
-
-
-def test_a_loop_that_goes_on_after_its_told_last_step_is_planned_as_untold() -> None:
-    policy = load_preset("predictive")
-    core, engine = core_for(policy)
-    horizons = []
-    for told in (2, 1, 0, 0, 0, 4):
-        decision = core.step(step_input([0.5, 0.6, 0.7], steps_left=told), engine, None)
-        horizons.append(decision.diagnostics["plan.horizon"])
-    # told 0 is the last step; a step after it shows the horizon was wrong, until a
-    # positive horizon is told again
-    assert horizons == [2.0, 1.0, 0.0, None, None, 4.0]
-    restored = type(core).from_state(core.to_state(), policy, core.models.settings)
-    assert restored.horizon_ended is False
-
-
-def test_the_ended_horizon_survives_a_snapshot() -> None:
-    policy = load_preset("predictive")
-    core, engine = core_for(policy)
-    core.step(step_input([0.5, 0.6, 0.7], steps_left=0), engine, None)
-    restored = type(core).from_state(core.to_state(), policy, core.models.settings)
-    decision = restored.step(step_input([0.5, 0.6, 0.7], steps_left=0), engine, None)
-    assert decision.diagnostics["plan.horizon"] is None
 
 
 @pytest.mark.parametrize(
