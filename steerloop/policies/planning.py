@@ -5,11 +5,11 @@
 1. **Explore the unknown.** A strategy whose drift is known from fewer than ``warmup``
    effective transitions (the session's own plus what the fleet pool lends) cannot be
    planned. While the session's exploration budget lasts (``explore`` × the loop's expected
-   length), and enough steps remain to use what is learnt (at least three warm-ups), the
-   least known of them is run until it is known (ties broken per session, so that
-   concurrent sessions explore different strategies) — never the strategy left fewer than
-   four steps ago (e.g. when an override pulled the loop off it): exploring waits out that
-   window rather than go straight back. A fleet explores once: what one session learns
+   length), and enough steps remain to use what is learnt (at least two warm-ups: one to
+   learn it, one to use it), the least known of them is run until it is known (ties broken
+   per session, so that concurrent sessions explore different strategies) — never the
+   strategy left fewer than four steps ago (e.g. when an override pulled the loop off it):
+   exploring waits out that window rather than go straight back. A fleet explores once: what one session learns
    reaches the pool, so later sessions find the strategy known.
 2. **Plan.** Every known strategy held to the horizon, and two-phase schedules, are valued by
    :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
@@ -110,7 +110,7 @@ def _explore(
             )
         memory.explore_target = None
     steps_left = context.steps_left
-    room = steps_left is None or steps_left >= 3 * warmup
+    room = steps_left is None or steps_left >= 2 * warmup
     if not unknown or memory.explore_steps >= budget or not room:
         return None
 

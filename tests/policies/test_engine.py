@@ -558,7 +558,7 @@ def test_plan_does_not_explore_when_the_loop_ends_too_soon() -> None:
     engine = plan_engine()
     known = everything_known() | {"feature_focused": 0.0}
     values = {Schedule("adaptive_integration"): 0.6}
-    for left, explores in [(3 * KNOWN - 1, False), (3 * KNOWN, True), (None, True)]:
+    for left, explores in [(2 * KNOWN - 1, False), (2 * KNOWN, True), (None, True)]:
         memory = EngineMemory()
         planning = FakePlanning(known, values, left=left)
         outcome = engine.decide(
