@@ -9,8 +9,8 @@
    learn it, one to use it), the least known of them is run until it is known (ties broken
    per session, so that concurrent sessions explore different strategies) — never the
    strategy left fewer than four steps ago (e.g. when an override pulled the loop off it):
-   exploring waits out that window rather than go straight back. A fleet explores once: what one session learns
-   reaches the pool, so later sessions find the strategy known.
+   exploring waits out that window rather than go straight back. A fleet explores once:
+   what one session learns reaches the pool, so later sessions find the strategy known.
 2. **Plan.** Every known strategy held to the horizon, and two-phase schedules, are valued by
    :func:`steerloop.estimators.planner.plan` from the filtered state (expected utility at
    the horizon, with the drift's own uncertainty).
