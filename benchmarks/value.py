@@ -49,7 +49,7 @@ __all__ = ["REPORTED_SEEDS", "TUNING_SEEDS", "count_switches", "evaluate", "main
 FloatArray = NDArray[np.float64]
 
 REPORTED_SEEDS = tuple(range(60))
-TUNING_SEEDS = tuple(range(1000, 1024))
+TUNING_SEEDS = tuple(range(1000, 1060))
 SESSIONS = 16
 WAVES = 4
 LENGTHS = (30, 50, 80)

@@ -178,7 +178,7 @@ def test_predictive_preset_prefers_severity_then_plan() -> None:
     names = [rule.name for rule in policy.rules_by_priority]
     assert names == ["runaway-severity", "secure-until-safe", "plan"]
     plan = policy.rules_by_priority[2].then.plan
-    assert plan is not None and plan.utility == "min" and plan.margin == 0.02
+    assert plan is not None and plan.utility == "min" and plan.margin == 0.01
     assert policy.fleet.pool
     assert _fire(policy, {"step": 6.0}) == "plan"
     supercritical: dict[str, DiagnosticValue] = {"step": 6.0, "severity.phase": "supercritical"}
