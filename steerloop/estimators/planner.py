@@ -215,8 +215,9 @@ class PlanSettings:
     splits : tuple of float
         Switch points of two-phase schedules, as fractions of the mean horizon.
     min_phase : int
-        Shortest first phase of a two-phase schedule (the policy's dwell: a switch sooner
-        than that could not be made).
+        Shortest first phase of a two-phase schedule (the controller passes the policy's
+        dwell, below which a switch could not be made, or the four-step reversal window of
+        the ``plan`` action when that is longer).
     """
 
     horizons: tuple[tuple[int, float], ...]
@@ -337,6 +338,11 @@ def _distinct(
     return (first, count), np.array(where, dtype=np.intp)
 
 
+def _finite_rows(mean: FloatArray, cov: FloatArray) -> NDArray[np.bool_]:
+    """Which beliefs of a batch (B, d), (B, d, d) have finite moments; shape (B,)."""
+    return np.asarray(np.isfinite(mean).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)))
+
+
 def _bounded(mean: FloatArray, cov: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Beliefs (B, d), (B, d, d) at a phase switch, brought back to what a state in [0, 1]ᵈ
     can be: the mean clipped to [0, 1], each variance at most 1/4 (the largest variance of a
@@ -344,9 +350,7 @@ def _bounded(mean: FloatArray, cov: FloatArray) -> tuple[FloatArray, FloatArray]
     scores' range — an unstable estimate held for many steps — would otherwise carry an
     impossible state into the second phase. Non-finite rows are left as they are.
     """
-    finite: NDArray[np.bool_] = np.asarray(
-        np.isfinite(mean).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-    )
+    finite = _finite_rows(mean, cov)
     variance = np.diagonal(cov, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         shrink = np.where(variance > 0.25, np.sqrt(0.25 / variance), 1.0)
@@ -363,9 +367,7 @@ def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> Float
     infinite or NaN moments) has no expected utility: its row is −inf, so it is never chosen.
     """
     d = mean.shape[1]
-    finite: NDArray[np.bool_] = np.asarray(
-        np.isfinite(mean).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-    )
+    finite = _finite_rows(mean, cov)
     if not finite.all():
         mean = np.where(finite[:, None], mean, 0.0)
         cov = np.where(finite[:, None, None], cov, np.eye(d))
