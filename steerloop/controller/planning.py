@@ -27,11 +27,12 @@ from numpy.typing import NDArray
 from steerloop.controller.models import PriorSource, SessionModels
 from steerloop.estimators.planner import (
     Plan,
+    PlanRequest,
     PlanSettings,
     Schedule,
     StrategyModel,
     default_horizons,
-    plan,
+    plan_together,
 )
 from steerloop.policies.schema import PlanAction
 
@@ -163,13 +164,26 @@ class StepPlanning:
                 out[name] = fit.equilibrium
         return out
 
-    def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
-        """The planner's result for ``action`` (cached for the step)."""
+    def plan(
+        self,
+        action: PlanAction,
+        current: Schedule | None,
+        *,
+        draw: bool,
+        also_draw: bool = False,
+    ) -> Plan | None:
+        """The planner's result for ``action`` (cached for the step).
+
+        ``also_draw``: the caller will ask for the posterior-draw plan next, so both are made
+        at once (:func:`~steerloop.estimators.planner.plan_together`).
+        """
         key = (id(action), current, draw)
         if key not in self._plans:
-            result = self._plans[key] = self._plan(action, current, draw)
+            flags = (draw, True) if also_draw and not draw else (draw,)
+            for flag, result in zip(flags, self._make(action, current, flags), strict=True):
+                self._plans[(id(action), current, flag)] = result
             if not draw and self._first is None:
-                self._first = result
+                self._first = self._plans[key]
         return self._plans[key]
 
     def latest(self, action: PlanAction) -> Plan | None:
@@ -178,29 +192,38 @@ class StepPlanning:
             return self._first
         return self.plan(action, None, draw=False)
 
-    def _plan(self, action: PlanAction, current: Schedule | None, draw: bool) -> Plan | None:
-        if draw:
-            rng = np.random.default_rng([self._seed, self._step])
-            models = {
-                name: self._models.strategy_model(name, self._prior, rng)
-                for name in self._strategies
-            }
-        else:
-            models = dict(self.strategy_models())
-        known = {name: model for name, model in models.items() if model is not None}
-        if not known:
-            return None
+    def _make(
+        self, action: PlanAction, current: Schedule | None, draws: Sequence[bool]
+    ) -> list[Plan | None]:
+        """The plans of ``action`` from the learnt drifts (``False``) or one posterior draw of
+        them (``True``), in the order of ``draws``, computed together."""
         objectives = self._models.settings.objectives
         weights = np.array([action.weights.get(name, 0.0) for name in objectives])
-        settings = PlanSettings(
-            horizons=self.horizons,
-            utility=action.utility,
-            weights=weights,
-            two_phase=self._two_phase(action.schedules) and not draw,
-            min_phase=self._min_phase,
-        )
-        extra = [current] if current is not None else []
-        return plan(self._mean, self._covariance, known, settings, extra=extra)
+        extra = (current,) if current is not None else ()
+        requests: list[PlanRequest | None] = []
+        for draw in draws:
+            known = {
+                name: model for name, model in self._models_for(draw).items() if model is not None
+            }
+            settings = PlanSettings(
+                horizons=self.horizons,
+                utility=action.utility,
+                weights=weights,
+                two_phase=self._two_phase(action.schedules) and not draw,
+                min_phase=self._min_phase,
+            )
+            requests.append(PlanRequest(known, settings, extra) if known else None)
+        made = iter(plan_together(self._mean, self._covariance, [r for r in requests if r]))
+        return [None if request is None else next(made) for request in requests]
+
+    def _models_for(self, draw: bool) -> Mapping[str, StrategyModel | None]:
+        """Every strategy's model: the posterior mean, or one posterior draw (``draw``)."""
+        if not draw:
+            return self.strategy_models()
+        rng = np.random.default_rng([self._seed, self._step])
+        return {
+            name: self._models.strategy_model(name, self._prior, rng) for name in self._strategies
+        }
 
     def _two_phase(self, schedules: Literal["auto", "hold", "two_phase"]) -> bool:
         if schedules == "auto":

@@ -55,20 +55,21 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
     "Plan",
+    "PlanRequest",
     "PlanSettings",
     "Schedule",
     "StrategyModel",
     "default_horizons",
     "equilibrium_covariance",
     "plan",
+    "plan_together",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -110,50 +111,6 @@ class StrategyModel:
     Q: FloatArray
     equilibrium_covariance: FloatArray | None = None
     dt: float = 1.0
-
-    @cached_property
-    def _eigen(self) -> tuple[ComplexArray, ComplexArray, ComplexArray, bool]:
-        """(λ, V, V⁻¹, usable) of F = I + AΔt, computed once per model (reused across plans)."""
-        d = self.b.shape[0]
-        values, vectors = np.linalg.eig(np.eye(d) + self.A * self.dt)
-        try:
-            inverse = np.linalg.inv(vectors)
-        except np.linalg.LinAlgError:
-            return values, vectors, vectors, False
-        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
-        bound = float(np.linalg.norm(vectors) * np.linalg.norm(inverse))
-        usable = bool(np.isfinite(values).all()) and math.isfinite(bound) and bound < 1e8
-        return values, vectors, inverse, usable
-
-    @cached_property
-    def _kernel(self) -> _Kernel:
-        """What the closed forms (1) need of this model, once per model (reused across plans)."""
-        values, vectors, inverse, usable = self._eigen
-        inverse = inverse.astype(np.complex128)
-        d = self.b.shape[0]
-        x_cov = self.equilibrium_covariance
-        return _Kernel(
-            usable=usable,
-            values=values.astype(np.complex128),
-            vectors=vectors.astype(np.complex128),
-            inverse=inverse,
-            offset=self.b * self.dt,
-            noise=inverse @ self.Q @ inverse.conj().T,
-            x_cov=np.zeros((d, d)) if x_cov is None else x_cov,
-        )
-
-
-@dataclass(frozen=True)
-class _Kernel:
-    """One model's eigen form of F, offset c = bΔt, M = V⁻¹ Q V⁻ᴴ and Cov(x̂*) (eq. 1)."""
-
-    usable: bool
-    values: ComplexArray
-    vectors: ComplexArray
-    inverse: ComplexArray
-    offset: FloatArray
-    noise: ComplexArray
-    x_cov: FloatArray
 
 
 def equilibrium_covariance(
@@ -258,19 +215,33 @@ class _Dynamics:
     def __init__(self, models: Sequence[StrategyModel]) -> None:
         d = models[0].b.shape[0]
         self.dim = d
-        kernels = [m._kernel for m in models]
-        self.ok = np.array([k.usable for k in kernels])
-        self.values: ComplexArray = np.stack([k.values for k in kernels])
-        self.vectors: ComplexArray = np.stack([k.vectors for k in kernels])
-        self.inverse: ComplexArray = np.stack([k.inverse for k in kernels])
-        self.offset = np.stack([k.offset for k in kernels])
-        self.noise: ComplexArray = np.stack([k.noise for k in kernels])
-        self.x_cov = np.stack([k.x_cov for k in kernels])
+        dt = np.array([m.dt for m in models])[:, None, None]
+        values, vectors = np.linalg.eig(np.eye(d) + np.stack([m.A for m in models]) * dt)
+        self.values: ComplexArray = values.astype(np.complex128)
+        self.vectors: ComplexArray = vectors.astype(np.complex128)
+        self.inverse, invertible = _inverses(self.vectors)
+        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
+        with np.errstate(over="ignore", invalid="ignore"):
+            bound = np.linalg.norm(self.vectors, axis=(1, 2)) * np.linalg.norm(
+                self.inverse, axis=(1, 2)
+            )
+        self.ok = invertible & np.isfinite(self.values).all(axis=1) & (bound < 1e8)
+        self.offset = np.stack([m.b * m.dt for m in models])
+        Q = np.stack([m.Q for m in models])
+        self.noise: ComplexArray = self.inverse @ Q @ self.inverse.conj().transpose(0, 2, 1)
+        self.x_cov: FloatArray | None = None
+        if any(m.equilibrium_covariance is not None for m in models):
+            zeros = np.zeros((d, d))
+            self.x_cov = np.stack(
+                [
+                    zeros if m.equilibrium_covariance is None else m.equilibrium_covariance
+                    for m in models
+                ]
+            )
 
-    def transitions(
-        self, index: NDArray[np.intp], steps: NDArray[np.int64]
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Fⁿ, Gₙc, Sₙ and (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ of strategies ``index`` for ``steps``."""
+    def transitions(self, index: NDArray[np.intp], steps: NDArray[np.int64]) -> _Parts:
+        """Fⁿ, Gₙc and Sₙ + Uₙ (Uₙ = (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ) of strategies ``index`` for
+        ``steps``."""
         lam = self.values[index]
         n = steps.astype(np.float64)[:, None]
         power = lam**n
@@ -288,9 +259,10 @@ class _Dynamics:
         Gn = np.real((V * geometric[:, None, :]) @ Vi)
         Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
         drift = (Gn @ self.offset[index][:, :, None])[:, :, 0]
+        if self.x_cov is None:  # no model carries parameter uncertainty (posterior draws)
+            return Fn, drift, Sn
         gap = np.eye(self.dim)[None] - Fn
-        uncertainty = gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
-        return Fn, drift, Sn, uncertainty
+        return Fn, drift, Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
 
     def propagate(
         self,
@@ -304,24 +276,57 @@ class _Dynamics:
         The transitions are computed once per distinct (strategy, steps) pair.
         """
         pairs, where = _distinct(index, steps)
-        Fn, drift, Sn, uncertainty = (part[where] for part in self.transitions(*pairs))
-        new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
-        new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + Sn + uncertainty
-        return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+        return _advance(self.transitions(*pairs), where, mean, cov)
 
     def propagate_shared(
         self, index: NDArray[np.intp], mean: FloatArray, cov: FloatArray, steps: NDArray[np.int64]
     ) -> tuple[FloatArray, FloatArray]:
         """:meth:`propagate` of one belief (d,), (d, d) for every row: computed once per
         distinct (strategy, steps) pair, then gathered."""
-        (first, count), where = _distinct(index, steps)
-        size = first.shape[0]
-        Fn, drift, Sn, uncertainty = self.transitions(first, count)
-        new_mean = (Fn @ np.broadcast_to(mean, (size, mean.shape[0]))[:, :, None])[:, :, 0] + drift
-        shared = np.broadcast_to(cov, (size, *cov.shape))
-        new_cov = Fn @ shared @ Fn.transpose(0, 2, 1) + Sn + uncertainty
-        new_cov = 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+        pairs, where = _distinct(index, steps)
+        new_mean, new_cov = _advance_shared(self.transitions(*pairs), mean, cov)
         return new_mean[where], new_cov[where]
+
+
+_Parts = tuple[FloatArray, FloatArray, FloatArray]
+
+
+def _advance(
+    parts: _Parts, where: NDArray[np.intp], mean: FloatArray, cov: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Eq. (1) for beliefs (B, d), (B, d, d), row b by the transition ``where[b]`` of ``parts``
+    (Fⁿ, Gₙc, Sₙ + Uₙ of :meth:`_Dynamics.transitions`)."""
+    Fn, drift, spread = (part[where] for part in parts)
+    new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
+    new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + spread
+    return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+
+
+def _advance_shared(
+    parts: _Parts, mean: FloatArray, cov: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Eq. (1) for one belief (d,), (d, d) by every transition of ``parts``."""
+    Fn, drift, spread = parts
+    new_mean = Fn @ mean + drift
+    new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + spread
+    return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
+
+
+def _inverses(vectors: ComplexArray) -> tuple[ComplexArray, NDArray[np.bool_]]:
+    """V⁻¹ of every eigenbasis (B, d, d) and which exist (a singular V keeps V in its row)."""
+    try:
+        inverse: ComplexArray = np.linalg.inv(vectors).astype(np.complex128, copy=False)
+        return inverse, np.ones(vectors.shape[0], dtype=np.bool_)
+    except np.linalg.LinAlgError:  # one singular basis fails the batch: invert one by one
+        inverse = vectors.copy()
+        invertible = np.zeros(vectors.shape[0], dtype=np.bool_)
+        for i, basis in enumerate(vectors):
+            try:
+                inverse[i] = np.linalg.inv(basis)
+            except np.linalg.LinAlgError:
+                continue
+            invertible[i] = True
+        return inverse, invertible
 
 
 def _distinct(
@@ -376,14 +381,16 @@ def _utility(settings: PlanSettings, mean: FloatArray, cov: FloatArray) -> Float
     except np.linalg.LinAlgError:  # not positive definite to rounding: the symmetric root
         values, vectors = np.linalg.eigh(cov)
         root = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
-    samples = mean[:, None, :] + _unit_draws(d) @ root.transpose(0, 2, 1)
+    # Laid out (B, d, draws): reductions over the short objective axis are slow in numpy
+    # when it is the innermost one.
+    samples = root @ _unit_draws(d).T + mean[:, :, None]
     samples = np.clip(samples, 0.0, 1.0)
     if settings.utility == "min":
-        scores = samples.min(axis=2)
+        scores = samples.min(axis=1)
     elif settings.utility == "mean" or settings.weights is None or settings.weights.sum() <= 0:
-        scores = samples.mean(axis=2)
+        scores = samples.mean(axis=1)
     else:
-        scores = samples @ (settings.weights / settings.weights.sum())
+        scores = (settings.weights / settings.weights.sum()) @ samples
     return np.asarray(np.where(finite, scores.mean(axis=1), -math.inf), dtype=np.float64)
 
 
@@ -430,69 +437,167 @@ def plan(
         Ties go to the earlier candidate (holds first, in ``models`` order). A strategy whose
         transition is nearly defective (no stable eigenbasis) is left out of the candidates.
     """
-    if not models:
+    return plan_together(mean, covariance, [PlanRequest(models, settings, tuple(extra))])[0]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One :func:`plan` to make by :func:`plan_together`: its models, settings and extras."""
+
+    models: Mapping[str, StrategyModel]
+    settings: PlanSettings
+    extra: tuple[Schedule, ...] = ()
+
+
+def plan_together(
+    mean: FloatArray, covariance: FloatArray, requests: Sequence[PlanRequest]
+) -> list[Plan]:
+    """:func:`plan` of every request from one belief, computed as one batch.
+
+    The same results as one :func:`plan` per request (to rounding), for less: one batched
+    eigen-decomposition of every request's models, one propagation of all their rows and one
+    expected-utility batch (e.g. the ``plan`` action's plan from the learnt drifts and its
+    Thompson plan from a posterior draw of them). The requests must share the utility
+    (``utility`` and ``weights``); their horizons and candidates may differ.
+
+    Raises
+    ------
+    ValueError
+        A request without models, or requests with different utilities.
+    """
+    if any(not request.models for request in requests):
         raise ValueError("plan needs at least one strategy model")
-    names = list(models)
-    dynamics = _Dynamics([models[name] for name in names])
-    usable = [name for name, ok in zip(names, dynamics.ok.tolist(), strict=True) if ok]
-    layout = _layout(
-        tuple(names),
-        tuple(usable),
-        tuple(extra),
-        tuple((h, w) for h, w in settings.horizons),
-        bool(settings.two_phase),
-        tuple(settings.splits),
-        int(settings.min_phase),
-    )
-    if layout is None:
-        return Plan(Schedule(names[0]), -math.inf, {})
-    candidates = layout.candidates
+    if not requests:
+        return []
+    settings = requests[0].settings
+    for request in requests[1:]:
+        other = request.settings
+        if other.utility != settings.utility or not _same_weights(settings, other):
+            raise ValueError("plans made together must share the utility and its weights")
+    batch = _Batch(requests)
+    if batch.rows == 0:
+        return [Plan(Schedule(names[0]), -math.inf, {}) for names in batch.names]
     # An unstable model over a long horizon overflows: _utility values such a row −inf.
     with np.errstate(over="ignore", invalid="ignore"):
-        end_mean, end_cov = dynamics.propagate_shared(
-            layout.first, mean, covariance, layout.first_steps
-        )
-        if layout.later.size:
-            chosen = layout.later
+        # One transition per distinct (strategy, steps) pair of either phase.
+        parts = batch.dynamics.transitions(batch.pair_index, batch.pair_steps)
+        end_mean, end_cov = _advance_shared(parts, mean, covariance)
+        end_mean, end_cov = end_mean[batch.first_pair], end_cov[batch.first_pair]
+        if batch.later.size:
+            chosen = batch.later
             switch_mean, switch_cov = _bounded(end_mean[chosen], end_cov[chosen])
-            end_mean[chosen], end_cov[chosen] = dynamics.propagate(
-                layout.second, switch_mean, switch_cov, layout.remaining
+            end_mean[chosen], end_cov[chosen] = _advance(
+                parts, batch.second_pair, switch_mean, switch_cov
             )
-    utilities = _utility(settings, end_mean, end_cov).tolist()
-    weights = layout.weights
+    utilities = _utility(settings, end_mean, end_cov)
+    plans = []
+    for names, layout, start in zip(batch.names, batch.layouts, batch.row_starts, strict=True):
+        if layout is None:
+            plans.append(Plan(Schedule(names[0]), -math.inf, {}))
+            continue
+        size = len(layout.candidates) * len(layout.weights)
+        plans.append(_best(layout, utilities[start : start + size]))
+    return plans
+
+
+class _Batch:
+    """The rows of several plans in one set of arrays: request r's models sit at
+    ``dynamics`` indices from its offset on, its pairs and rows after the earlier requests'."""
+
+    def __init__(self, requests: Sequence[PlanRequest]) -> None:
+        self.names = [list(request.models) for request in requests]
+        self.dynamics = _Dynamics(
+            [request.models[name] for request in requests for name in request.models]
+        )
+        ok = self.dynamics.ok.tolist()
+        self.layouts: list[_Layout | None] = []
+        self.row_starts: list[int] = []
+        index: list[NDArray[np.intp]] = []
+        steps: list[NDArray[np.int64]] = []
+        first: list[NDArray[np.intp]] = []
+        second: list[NDArray[np.intp]] = []
+        later: list[NDArray[np.intp]] = []
+        models = pairs = rows = 0
+        for request, names in zip(requests, self.names, strict=True):
+            usable = [name for i, name in enumerate(names) if ok[models + i]]
+            settings = request.settings
+            layout = _layout(
+                tuple(names),
+                tuple(usable),
+                request.extra,
+                tuple((h, w) for h, w in settings.horizons),
+                bool(settings.two_phase),
+                tuple(settings.splits),
+                int(settings.min_phase),
+            )
+            self.layouts.append(layout)
+            self.row_starts.append(rows)
+            if layout is not None:
+                index.append(layout.pair_index + models)
+                steps.append(layout.pair_steps)
+                first.append(layout.first_pair + pairs)
+                second.append(layout.second_pair + pairs)
+                later.append(layout.later + rows)
+                pairs += layout.pair_index.shape[0]
+                rows += layout.first_pair.shape[0]
+            models += len(names)
+        self.rows = rows
+        self.pair_index = _joined(index, np.intp)
+        self.pair_steps = _joined(steps, np.int64)
+        self.first_pair = _joined(first, np.intp)
+        self.second_pair = _joined(second, np.intp)
+        self.later = _joined(later, np.intp)
+
+
+_Integer = TypeVar("_Integer", np.intp, np.int64)
+
+
+def _joined(parts: Sequence[NDArray[_Integer]], dtype: type[_Integer]) -> NDArray[_Integer]:
+    """The parts end to end (the only part itself when there is one)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype=dtype)
+
+
+def _same_weights(one: PlanSettings, other: PlanSettings) -> bool:
+    if one.weights is None or other.weights is None:
+        return one.weights is None and other.weights is None
+    return bool(np.array_equal(one.weights, other.weights))
+
+
+def _best(layout: _Layout, utilities: FloatArray) -> Plan:
+    """The plan of one layout from its rows' utilities (candidates × horizons, horizons inner)."""
+    candidates, weights = layout.candidates, layout.weights
     if layout.repeated:
         values = dict.fromkeys(candidates, 0.0)  # a repeated extra candidate: sum its rows
-        for i, value in enumerate(utilities):
+        for i, value in enumerate(utilities.tolist()):
             values[candidates[i // len(weights)]] += weights[i % len(weights)] * value
         totals = [values[schedule] for schedule in candidates]
-    else:  # rows run candidate by candidate, horizons inner: the same sums, in the same order
-        totals = []
-        for start in range(0, len(utilities), len(weights)):
-            total = 0.0
-            for weight, value in zip(weights, utilities[start : start + len(weights)], strict=True):
-                total += weight * value
-            totals.append(total)
+    else:
+        totals = (utilities.reshape(len(candidates), len(weights)) @ np.array(weights)).tolist()
         values = dict(zip(candidates, totals, strict=True))
-    best = 0
-    for i in range(1, len(candidates)):  # the first of equal values wins
-        if totals[i] > totals[best]:
-            best = i
+    best = max(range(len(totals)), key=totals.__getitem__)  # the first of equal values wins
     return Plan(candidates[best], totals[best], values)
 
 
 @dataclass(frozen=True)
 class _Layout:
     """The rows of one plan (every candidate × every horizon, horizons inner) and what each
-    row propagates: the first phase for every row, the second for the rows in ``later``."""
+    row propagates: the first phase for every row, the second for the rows in ``later``.
+
+    Both phases draw on one list of distinct (strategy, steps) pairs (``pair_index``,
+    ``pair_steps``): row b's first phase is pair ``first_pair[b]``, the second phase of row
+    ``later[j]`` is pair ``second_pair[j]``.
+    """
 
     candidates: tuple[Schedule, ...]
     weights: tuple[float, ...]
     repeated: bool
-    first: NDArray[np.intp]
-    first_steps: NDArray[np.int64]
     later: NDArray[np.intp]
-    second: NDArray[np.intp]
-    remaining: NDArray[np.int64]
+    pair_index: NDArray[np.intp]
+    pair_steps: NDArray[np.int64]
+    first_pair: NDArray[np.intp]
+    second_pair: NDArray[np.intp]
 
 
 @functools.lru_cache(maxsize=256)
@@ -522,12 +627,17 @@ def _layout(
         h if c.second is None or c.switch_after is None else min(h, c.switch_after) for c, h in rows
     ]
     later = [i for i, (c, h) in enumerate(rows) if c.second is not None and h > first_steps[i]]
+    first = [(position[c.first], steps) for (c, _), steps in zip(rows, first_steps, strict=True)]
+    second = [(position[str(rows[i][0].second)], rows[i][1] - first_steps[i]) for i in later]
+    pairs: dict[tuple[int, int], int] = {}
+    first_pair = [pairs.setdefault(pair, len(pairs)) for pair in first]
+    second_pair = [pairs.setdefault(pair, len(pairs)) for pair in second]
     arrays = (
-        np.array([position[c.first] for c, _ in rows], dtype=np.intp),
-        np.array(first_steps, dtype=np.int64),
         np.array(later, dtype=np.intp),
-        np.array([position[str(rows[i][0].second)] for i in later], dtype=np.intp),
-        np.array([rows[i][1] - first_steps[i] for i in later], dtype=np.int64),
+        np.array([strategy for strategy, _ in pairs], dtype=np.intp),
+        np.array([steps for _, steps in pairs], dtype=np.int64),
+        np.array(first_pair, dtype=np.intp),
+        np.array(second_pair, dtype=np.intp),
     )
     for array in arrays:
         array.flags.writeable = False

@@ -77,8 +77,16 @@ class PlanningContext(Protocol):
         """Transitions known per strategy (the session's own, or lent by the pool)."""
         ...
 
-    def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
-        """The planner's result (``draw``: with one posterior draw of every drift)."""
+    def plan(
+        self,
+        action: PlanAction,
+        current: Schedule | None,
+        *,
+        draw: bool,
+        also_draw: bool = False,
+    ) -> Plan | None:
+        """The planner's result (``draw``: with one posterior draw of every drift;
+        ``also_draw``: the draw's plan will be asked for next, so make both at once)."""
         ...
 
     def equilibria(self) -> Mapping[str, NDArray[np.float64] | None]:
@@ -193,7 +201,13 @@ def plan_action(
     incumbent = (
         in_force if in_force is not None and in_force.first == current else Schedule(current)
     )
-    result = context.plan(action, incumbent, draw=False)
+    budget = action.explore * context.expected_length
+    trial = (
+        action.posterior_sampling
+        and memory.explore_steps < budget
+        and _room(context, REVERSAL_WINDOW)
+    )
+    result = context.plan(action, incumbent, draw=False, also_draw=trial)
     if result is None or not math.isfinite(result.value):
         return Verdict(None, "no strategy can be planned yet; holding")
     choice, value = result.schedule, result.value
@@ -203,9 +217,7 @@ def plan_action(
     if kept is not None and choice != incumbent and value < kept + margin:
         note = f" (best {choice.describe()} = {value:.3g} is within the margin {margin:g})"
         choice, value = incumbent, kept
-    budget = action.explore * context.expected_length
-    trial = action.posterior_sampling and memory.explore_steps < budget
-    if trial and _room(context, REVERSAL_WINDOW):
+    if trial:
         sampled = context.plan(action, incumbent, draw=True)
         returning = sampled is not None and sampled.schedule.first == _recently_left(memory, step)
         if sampled is not None and sampled.schedule.first != choice.first and not returning:

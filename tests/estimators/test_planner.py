@@ -13,13 +13,16 @@ from numpy.typing import NDArray
 
 from steerloop.estimators.planner import (
     Plan,
+    PlanRequest,
     PlanSettings,
     Schedule,
     StrategyModel,
     _Dynamics,
+    _inverses,
     default_horizons,
     equilibrium_covariance,
     plan,
+    plan_together,
 )
 
 FloatArray = NDArray[np.float64]
@@ -422,6 +425,39 @@ def test_utilities_mean_and_weighted() -> None:
     assert unweighted.value == pytest.approx(0.5, abs=1e-5)  # no weights: the mean
 
 
+def test_plans_made_together_equal_plans_made_alone() -> None:
+    """plan_together batches several plans (e.g. the learnt drifts' and a posterior draw's):
+    each result is the plan made alone, to rounding; an unplannable request gets no plan."""
+    jordan = StrategyModel(
+        A=np.array([[-0.5, 1.0], [0.0, -0.5]]), b=np.array([0.2, 0.2]), Q=1e-3 * np.eye(2)
+    )
+    uncertain = StrategyModel(A=SLOW.A, b=SLOW.b, Q=SLOW.Q, equilibrium_covariance=0.01 * np.eye(2))
+    requests = [
+        PlanRequest(
+            {"slow": uncertain, "fast": FAST}, PlanSettings(((40, 1.0),)), (Schedule("fast"),)
+        ),
+        PlanRequest({"jordan": jordan}, PlanSettings(((10, 1.0),))),
+        PlanRequest(
+            {"fast": FAST, "slow": SLOW}, PlanSettings(default_horizons(), two_phase=False)
+        ),
+    ]
+    together = plan_together(START, START_COV, requests)
+    assert together[1] == Plan(Schedule("jordan"), -math.inf, {})
+    for request, made in zip(requests, together, strict=True):
+        alone = plan(START, START_COV, request.models, request.settings, extra=request.extra)
+        assert made.schedule == alone.schedule
+        assert made.values.keys() == alone.values.keys()
+        for schedule, value in alone.values.items():
+            assert made.values[schedule] == pytest.approx(value, rel=1e-12, abs=1e-12)
+    assert plan_together(START, START_COV, []) == []
+    with pytest.raises(ValueError, match="share the utility"):
+        plan_together(
+            START,
+            START_COV,
+            [requests[0], PlanRequest({"slow": SLOW}, PlanSettings(((5, 1.0),), utility="mean"))],
+        )
+
+
 def test_nearly_defective_strategies_are_left_out() -> None:
     jordan = StrategyModel(
         A=np.array([[-0.5, 1.0], [0.0, -0.5]]), b=np.array([0.2, 0.2]), Q=1e-3 * np.eye(2)
@@ -436,6 +472,25 @@ def test_nearly_defective_strategies_are_left_out() -> None:
     assert nothing == Plan(Schedule("jordan"), -math.inf, {})
     with pytest.raises(ValueError, match="at least one"):
         plan(START, START_COV, {}, settings_)
+
+
+def test_one_singular_eigenbasis_does_not_fail_the_batch() -> None:
+    """The eigenbases are inverted as one batch; a singular one is flagged, the others are
+    still inverted (and a batch of models plans each as it would alone)."""
+    good = np.array([[2.0, 1.0], [0.0, 1.0]], dtype=np.complex128)
+    singular = np.array([[1.0, 1.0], [1.0, 1.0]], dtype=np.complex128)
+    inverse, invertible = _inverses(np.stack([good, singular, good]))
+    assert invertible.tolist() == [True, False, True]
+    np.testing.assert_allclose(inverse[0] @ good, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(inverse[2] @ good, np.eye(2), atol=1e-12)
+    models = [m for m in PROPAGATION_MODELS.values() if m.b.shape == (2,)]
+    together = _Dynamics(models)
+    for i, model in enumerate(models):
+        alone = _Dynamics([model])
+        assert together.ok[i] == alone.ok[0]
+        np.testing.assert_allclose(
+            np.sort_complex(together.values[i]), np.sort_complex(alone.values[0]), rtol=1e-12
+        )
 
 
 def test_no_usable_horizon_gives_no_plan() -> None:

@@ -96,6 +96,7 @@ class FakePlanning:
     left: int | None = None
     equilibrium: dict[str, NDArray[np.float64] | None] = field(default_factory=dict)
     calls: list[tuple[Schedule | None, bool]] = field(default_factory=list)
+    announced: list[bool] = field(default_factory=list)  # also_draw of each call
 
     @property
     def expected_length(self) -> float:
@@ -112,8 +113,16 @@ class FakePlanning:
     def knowledge(self) -> Mapping[str, float]:
         return self.known
 
-    def plan(self, action: PlanAction, current: Schedule | None, *, draw: bool) -> Plan | None:
+    def plan(
+        self,
+        action: PlanAction,
+        current: Schedule | None,
+        *,
+        draw: bool,
+        also_draw: bool = False,
+    ) -> Plan | None:
         self.calls.append((current, draw))
+        self.announced.append(also_draw)
         table = self.drawn if draw else self.values
         if not table:
             return None
@@ -664,6 +673,8 @@ def test_no_posterior_draw_when_the_trial_could_not_be_used(left: int | None, dr
     planning = FakePlanning(everything_known(), values, drawn, left=left)
     outcome = engine.decide(diag(), context(10, "adaptive_integration", planning=planning), memory)
     assert [draw for _, draw in planning.calls] == ([False, True] if draws else [False])
+    # The plan announces the draw exactly when one follows (so both are made at once).
+    assert planning.announced[0] is draws
     assert (outcome.strategy == "feature_focused") is draws
     assert memory.explore_steps == (1 if draws else 0)
 
@@ -710,6 +721,7 @@ def test_no_posterior_draws_once_the_budget_is_spent() -> None:
     outcome = engine.decide(diag(), context(10, "adaptive_integration", planning=planning), memory)
     assert outcome.strategy == "adaptive_integration"
     assert [draw for _, draw in planning.calls] == [False]
+    assert planning.announced == [False]
     assert memory.explore_steps == 10
 
 
