@@ -5,8 +5,9 @@
 1. **Explore the unknown.** A strategy whose drift is known from fewer than ``warmup``
    effective transitions (the session's own plus what the fleet pool lends) cannot be
    planned. While the session's exploration budget lasts (``explore`` × the loop's expected
-   length), and enough steps remain to use what is learnt (at least two warm-ups: one to
-   learn it, one to use it), the least known of them is run until it is known (ties broken
+   length), and enough steps remain to use what is learnt (twice the learning: a warm-up,
+   or what is left of the budget when that is shorter — a short loop's few exploring steps
+   still teach the fleet pool), the least known of them is run until it is known (ties broken
    per session, so that concurrent sessions explore different strategies) — never the
    strategy left fewer than four steps ago (e.g. when an override pulled the loop off it):
    exploring waits out that window rather than go straight back. A fleet explores once:
@@ -118,7 +119,10 @@ def _explore(
             )
         memory.explore_target = None
     steps_left = context.steps_left
-    room = steps_left is None or steps_left >= 2 * warmup
+    # Learning takes a warm-up, or what is left of the budget when that is shorter (the
+    # fleet pool then completes what one session's budget cannot): as many steps must follow.
+    learning = min(float(warmup), budget - memory.explore_steps)
+    room = steps_left is None or steps_left >= 2 * learning
     if not unknown or memory.explore_steps >= budget or not room:
         return None
 

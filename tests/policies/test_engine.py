@@ -577,6 +577,22 @@ def test_plan_does_not_explore_when_the_loop_ends_too_soon() -> None:
         assert (memory.explore_steps == 1) is explores
 
 
+def test_a_short_loop_explores_what_its_budget_allows() -> None:
+    """A loop told 18 steps has an exploration budget (0.25 x 18 = 4.5 steps) shorter than a
+    warm-up: it explores while twice what it can still spend is left (its few transitions
+    teach the fleet pool), instead of never exploring because a warm-up would not fit."""
+    engine = plan_engine(explore=0.25)
+    known = everything_known() | {"feature_focused": 0.0}
+    values = {Schedule("adaptive_integration"): 0.6}
+    for spent, left, explores in [(0, 9, True), (0, 8, False), (2, 5, True), (2, 4, False)]:
+        memory = EngineMemory(explore_steps=spent, last_switch_step=0)
+        planning = FakePlanning(known, values, length=18.0, left=left)
+        outcome = engine.decide(
+            diag(), context(10, "adaptive_integration", planning=planning), memory
+        )
+        assert (outcome.strategy == "feature_focused") is explores, (spent, left)
+
+
 def test_plan_takes_the_best_schedule_and_remembers_it() -> None:
     engine, memory = plan_engine(margin=0.02), EngineMemory()
     two_phase = Schedule("security_focused", 3, "feature_focused")
