@@ -3,7 +3,7 @@
 A loop runs a finite number of iterations. For a strategy π with learnt Euler drift
 x_{t+1} = F_π x_t + c_π + w_t (F = I + AΔt, c = bΔt, w ~ N(0, Q_π)), a Gaussian belief
 N(m, C) about the objective state propagates over n steps in closed form (docs/architecture.md,
-"Planning"):
+"Planning"; computed by :mod:`steerloop.estimators.propagation`):
 
     m_n = Fⁿ m + G_n c,                 G_n = Σ_{j<n} F^j = V g_n(Λ) V⁻¹,
     C_n = Fⁿ C Fⁿᵀ + S_n + U_n,         S_n = Σ_{j<n} F^j Q F^jᵀ = V (M ∘ h_n) Vᴴ,      (1)
@@ -60,6 +60,14 @@ from typing import Literal, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from steerloop.estimators.propagation import (
+    Dynamics,
+    StrategyModel,
+    advance,
+    advance_shared,
+    equilibrium_covariance,
+)
+
 __all__ = [
     "Plan",
     "PlanRequest",
@@ -73,7 +81,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-ComplexArray = NDArray[np.complex128]
 
 #: Standard normal draws of the expected-utility integral (antithetic pairs, fixed seed).
 _DRAWS = 32
@@ -88,48 +95,6 @@ def _unit_draws(dim: int) -> FloatArray:
         found.flags.writeable = False
         _UNIT_DRAWS[dim] = found
     return found
-
-
-@dataclass(frozen=True)
-class StrategyModel:
-    """What the planner knows of one strategy: its Euler drift, noise and uncertainty.
-
-    Attributes
-    ----------
-    A, b : ndarray
-        Drift matrix (d, d) and offset (d,) per unit time.
-    Q : ndarray (d, d)
-        Process-noise covariance of one step.
-    equilibrium_covariance : ndarray (d, d) or None
-        Cov(x̂*) of the estimate (:func:`equilibrium_covariance`); ``None``: no uncertainty.
-    dt : float
-        Δt.
-    """
-
-    A: FloatArray
-    b: FloatArray
-    Q: FloatArray
-    equilibrium_covariance: FloatArray | None = None
-    dt: float = 1.0
-
-
-def equilibrium_covariance(
-    A: FloatArray, b: FloatArray, residual_covariance: FloatArray, scale: FloatArray
-) -> FloatArray | None:
-    """Cov(x̂*) = A⁻¹ (φ*ᵀ K φ*) C_e A⁻ᵀ (delta method, module docstring); ``None`` if singular.
-
-    ``scale`` is K, the (d + 1) × (d + 1) factor with Cov(vec Θ̂) = C_e ⊗ K.
-    """
-    try:
-        inverse = np.linalg.inv(A)
-    except np.linalg.LinAlgError:
-        return None
-    x_star = -inverse @ b
-    phi = np.append(x_star, 1.0)
-    leverage = float(phi @ scale @ phi)
-    covariance = leverage * inverse @ residual_covariance @ inverse.T
-    covariance = 0.5 * (covariance + covariance.T)
-    return covariance if np.isfinite(covariance).all() else None
 
 
 @dataclass(frozen=True)
@@ -207,140 +172,6 @@ class Plan:
     def hold_value(self, strategy: str) -> float | None:
         """Expected utility of holding ``strategy`` to the horizon (``None`` if not planned)."""
         return self.values.get(Schedule(strategy))
-
-
-class _Dynamics:
-    """Eigen-decompositions of every strategy's transition, for the closed forms (1)."""
-
-    def __init__(self, models: Sequence[StrategyModel]) -> None:
-        d = models[0].b.shape[0]
-        self.dim = d
-        dt = np.array([m.dt for m in models])[:, None, None]
-        values, vectors = np.linalg.eig(np.eye(d) + np.stack([m.A for m in models]) * dt)
-        self.values: ComplexArray = values.astype(np.complex128)
-        self.vectors: ComplexArray = vectors.astype(np.complex128)
-        self.inverse, invertible = _inverses(self.vectors)
-        # ‖V‖_F ‖V⁻¹‖_F bounds cond₂(V): a nearly defective F cannot use the eigen form.
-        with np.errstate(over="ignore", invalid="ignore"):
-            bound = np.linalg.norm(self.vectors, axis=(1, 2)) * np.linalg.norm(
-                self.inverse, axis=(1, 2)
-            )
-        self.ok = invertible & np.isfinite(self.values).all(axis=1) & (bound < 1e8)
-        self.offset = np.stack([m.b * m.dt for m in models])
-        Q = np.stack([m.Q for m in models])
-        self.noise: ComplexArray = self.inverse @ Q @ self.inverse.conj().transpose(0, 2, 1)
-        self.x_cov: FloatArray | None = None
-        if any(m.equilibrium_covariance is not None for m in models):
-            zeros = np.zeros((d, d))
-            self.x_cov = np.stack(
-                [
-                    zeros if m.equilibrium_covariance is None else m.equilibrium_covariance
-                    for m in models
-                ]
-            )
-
-    def transitions(self, index: NDArray[np.intp], steps: NDArray[np.int64]) -> _Parts:
-        """Fⁿ, Gₙc and Sₙ + Uₙ (Uₙ = (I − Fⁿ) Cov(x̂*) (I − Fⁿ)ᵀ) of strategies ``index`` for
-        ``steps``."""
-        lam = self.values[index]
-        n = steps.astype(np.float64)[:, None]
-        power = lam**n
-        pair = lam[:, :, None] * lam.conj()[:, None, :]
-        pair_power = power[:, :, None] * power.conj()[:, None, :]  # (λ_a λ̄_b)ⁿ = λ_aⁿ conj(λ_bⁿ)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            near_one = np.abs(1.0 - lam) <= 1e-12
-            geometric = np.where(near_one, n, (1.0 - power) / np.where(near_one, 1.0, 1.0 - lam))
-            pair_one = np.abs(1.0 - pair) <= 1e-12
-            pair_sum = np.where(
-                pair_one, n[:, :, None], (1.0 - pair_power) / np.where(pair_one, 1.0, 1.0 - pair)
-            )
-        V, Vi = self.vectors[index], self.inverse[index]
-        Fn = np.real((V * power[:, None, :]) @ Vi)
-        Gn = np.real((V * geometric[:, None, :]) @ Vi)
-        Sn = np.real(V @ (self.noise[index] * pair_sum) @ V.conj().transpose(0, 2, 1))
-        drift = (Gn @ self.offset[index][:, :, None])[:, :, 0]
-        if self.x_cov is None:  # no model carries parameter uncertainty (posterior draws)
-            return Fn, drift, Sn
-        gap = np.eye(self.dim)[None] - Fn
-        return Fn, drift, Sn + gap @ self.x_cov[index] @ gap.transpose(0, 2, 1)
-
-    def propagate(
-        self,
-        index: NDArray[np.intp],
-        mean: FloatArray,
-        cov: FloatArray,
-        steps: NDArray[np.int64],
-    ) -> tuple[FloatArray, FloatArray]:
-        """Beliefs (B, d), (B, d, d) propagated by strategies ``index`` for ``steps``, eq. (1).
-
-        The transitions are computed once per distinct (strategy, steps) pair.
-        """
-        pairs, where = _distinct(index, steps)
-        return _advance(self.transitions(*pairs), where, mean, cov)
-
-    def propagate_shared(
-        self, index: NDArray[np.intp], mean: FloatArray, cov: FloatArray, steps: NDArray[np.int64]
-    ) -> tuple[FloatArray, FloatArray]:
-        """:meth:`propagate` of one belief (d,), (d, d) for every row: computed once per
-        distinct (strategy, steps) pair, then gathered."""
-        pairs, where = _distinct(index, steps)
-        new_mean, new_cov = _advance_shared(self.transitions(*pairs), mean, cov)
-        return new_mean[where], new_cov[where]
-
-
-_Parts = tuple[FloatArray, FloatArray, FloatArray]
-
-
-def _advance(
-    parts: _Parts, where: NDArray[np.intp], mean: FloatArray, cov: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Eq. (1) for beliefs (B, d), (B, d, d), row b by the transition ``where[b]`` of ``parts``
-    (Fⁿ, Gₙc, Sₙ + Uₙ of :meth:`_Dynamics.transitions`)."""
-    Fn, drift, spread = (part[where] for part in parts)
-    new_mean = (Fn @ mean[:, :, None])[:, :, 0] + drift
-    new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + spread
-    return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
-
-
-def _advance_shared(
-    parts: _Parts, mean: FloatArray, cov: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Eq. (1) for one belief (d,), (d, d) by every transition of ``parts``."""
-    Fn, drift, spread = parts
-    new_mean = Fn @ mean + drift
-    new_cov = Fn @ cov @ Fn.transpose(0, 2, 1) + spread
-    return new_mean, 0.5 * (new_cov + new_cov.transpose(0, 2, 1))
-
-
-def _inverses(vectors: ComplexArray) -> tuple[ComplexArray, NDArray[np.bool_]]:
-    """V⁻¹ of every eigenbasis (B, d, d) and which exist (a singular V keeps V in its row)."""
-    try:
-        inverse: ComplexArray = np.linalg.inv(vectors).astype(np.complex128, copy=False)
-        return inverse, np.ones(vectors.shape[0], dtype=np.bool_)
-    except np.linalg.LinAlgError:  # one singular basis fails the batch: invert one by one
-        inverse = vectors.copy()
-        invertible = np.zeros(vectors.shape[0], dtype=np.bool_)
-        for i, basis in enumerate(vectors):
-            try:
-                inverse[i] = np.linalg.inv(basis)
-            except np.linalg.LinAlgError:
-                continue
-            invertible[i] = True
-        return inverse, invertible
-
-
-def _distinct(
-    index: NDArray[np.intp], steps: NDArray[np.int64]
-) -> tuple[tuple[NDArray[np.intp], NDArray[np.int64]], NDArray[np.intp]]:
-    """The distinct (strategy, steps) pairs, in order of first appearance, and each row's."""
-    position: dict[tuple[int, int], int] = {}
-    where = [
-        position.setdefault(pair, len(position))
-        for pair in zip(index.tolist(), steps.tolist(), strict=True)
-    ]
-    first = np.fromiter((pair[0] for pair in position), dtype=np.intp, count=len(position))
-    count = np.fromiter((pair[1] for pair in position), dtype=np.int64, count=len(position))
-    return (first, count), np.array(where, dtype=np.intp)
 
 
 def _finite_rows(mean: FloatArray, cov: FloatArray) -> NDArray[np.bool_]:
@@ -481,12 +312,12 @@ def plan_together(
     with np.errstate(over="ignore", invalid="ignore"):
         # One transition per distinct (strategy, steps) pair of either phase.
         parts = batch.dynamics.transitions(batch.pair_index, batch.pair_steps)
-        end_mean, end_cov = _advance_shared(parts, mean, covariance)
+        end_mean, end_cov = advance_shared(parts, mean, covariance)
         end_mean, end_cov = end_mean[batch.first_pair], end_cov[batch.first_pair]
         if batch.later.size:
             chosen = batch.later
             switch_mean, switch_cov = _bounded(end_mean[chosen], end_cov[chosen])
-            end_mean[chosen], end_cov[chosen] = _advance(
+            end_mean[chosen], end_cov[chosen] = advance(
                 parts, batch.second_pair, switch_mean, switch_cov
             )
     utilities = _utility(settings, end_mean, end_cov)
@@ -506,7 +337,7 @@ class _Batch:
 
     def __init__(self, requests: Sequence[PlanRequest]) -> None:
         self.names = [list(request.models) for request in requests]
-        self.dynamics = _Dynamics(
+        self.dynamics = Dynamics(
             [request.models[name] for request in requests for name in request.models]
         )
         ok = self.dynamics.ok.tolist()
