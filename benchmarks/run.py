@@ -77,6 +77,7 @@ EXPECTED_KEYS: tuple[str, ...] = (
     "planning.plan_us",
     "planning.no_plan_us",
     "planning.ratio",
+    "planning.no_draws_ratio",
     "flatness.t_small",
     "flatness.t_large",
     "flatness.step_us_small",
@@ -366,19 +367,27 @@ def measure_step(dim: int, config: Config) -> dict[str, Any]:
 def measure_planning(config: Config) -> dict[str, Any]:
     """What the ``plan`` action adds to a step: the ``predictive`` preset (4 strategies,
     d = 3, horizon told: 50) against the same policy without its plan rule, interleaved,
-    both after every strategy is known (no exploration in the timed blocks)."""
+    both after every strategy is known (no exploration in the timed blocks).
+
+    The session's exploration budget grows with its steps (a quarter of steps run + 50), so
+    in the timed blocks it keeps trying posterior draws: about four steps in five are such a
+    four-step trial, which needs no plan. The third variant, the plan rule without posterior
+    sampling (a loop whose budget is spent), re-plans on every step the rules leave to it:
+    the cost of a step that plans.
+    """
     from steerloop import Controller, load_preset
 
     preset = load_preset("predictive")
     fleet = preset.fleet.model_copy(update={"pool": False})
     planned = preset.model_copy(update={"fleet": fleet})
     plain = planned.model_copy(update={"rules": [r for r in planned.rules if r.then.plan is None]})
+    no_draws = planned.model_copy(update={"rules": [_without_draws(r) for r in planned.rules]})
     reps, block = config.step_reps[3], config.step_block[3]
     length = 200 + reps * block + 10
     stream = as_dicts(PAPER_OBJECTIVES, score_stream(3, length, seed=7))
     warm, rest = stream[:200], stream[200:]
     sessions = {}
-    for label, policy in (("plan", planned), ("no_plan", plain)):
+    for label, policy in (("plan", planned), ("no_plan", plain), ("plan_no_draws", no_draws)):
         session = Controller(policy, events=False).session("bench")
         for index, scores in enumerate(warm):
             strategy = list(policy.strategies)[(index // 25) % len(policy.strategies)]
@@ -390,11 +399,25 @@ def measure_planning(config: Config) -> dict[str, Any]:
         return session_runner(lambda s: session.update(s, steps_left=50), Cursor(rest))
 
     times = interleave({label: runner(s) for label, s in sessions.items()}, reps, block)
+    every_step = ratio_stats(times["plan_no_draws"], times["no_plan"])
     return {
         "plan_us": us(median(times["plan"])),
         "no_plan_us": us(median(times["no_plan"])),
+        "plan_no_draws_us": us(median(times["plan_no_draws"])),
+        "no_draws_ratio": every_step["ratio"],
         **ratio_stats(times["plan"], times["no_plan"]),
     }
+
+
+def _without_draws(rule: Any) -> Any:
+    """``rule`` with posterior sampling off when it is a ``plan`` rule."""
+    plan = rule.then.plan
+    if plan is None:
+        return rule
+    then = rule.then.model_copy(
+        update={"plan": plan.model_copy(update={"posterior_sampling": False})}
+    )
+    return rule.model_copy(update={"then": then})
 
 
 # ----------------------------------------------------------------------------- flatness
@@ -963,6 +986,15 @@ def table_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
             _spread(planning),
             f"{_fmt(planning['plan_us'])} µs vs {_fmt(planning['no_plan_us'])} µs",
             goal_status["planning.ratio"],
+        )
+    )
+    rows.append(
+        (
+            "  same, posterior draws off (every step the rules leave to the plan re-plans)",
+            f"{_fmt(planning['no_draws_ratio'])}×",
+            "",
+            f"{_fmt(planning['plan_no_draws_us'])} µs",
+            "info",
         )
     )
     rows.append(
