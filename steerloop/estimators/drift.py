@@ -37,7 +37,9 @@ about the mean) in every direction: where that signal is weaker than the score n
 strategy sitting at its equilibrium for a long time) the full correction would trade the
 bias for an exploding variance, and the cap keeps the estimate usable. Measured on the paper
 environment (README, "Honest estimates"), the corrected fit stays within ~10 % of the true
-rates at 50–80 iterations and removes part of the long-run bias at 300.
+rates at 50–80 iterations and removes part of the long-run bias at 300. The session reports
+the corrected fit but predicts with the uncorrected one (``measurement_noise=None`` in
+:meth:`DriftModel.fit`; :mod:`steerloop.controller.models`, "Which fit predicts").
 
 References
 ----------

@@ -198,10 +198,25 @@ def test_predict_uses_the_learnt_drift_when_it_contracts() -> None:
     np.testing.assert_allclose(models.kalman.mean, F @ mean + model.b * model.dt, rtol=1e-12)
 
 
+def test_prediction_uses_the_plain_fit_and_diagnostics_the_corrected_one() -> None:
+    """The planner's and the filter's model is the least-squares fit without the
+    errors-in-variables correction; the corrected fit (rates, equilibria) differs from it
+    once R̂ is positive."""
+    models = SessionModels(settings())
+    learn_all(models, trajectory(4, 120))
+    plain, corrected = models.fit("balanced", corrected=False), models.fit("balanced")
+    model = models.strategy_model("balanced")
+    assert plain is not None and corrected is not None and model is not None
+    np.testing.assert_allclose(model.A, plain.A, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(model.b, plain.b, rtol=1e-12, atol=1e-15)
+    assert float(models.estimated_noise.max()) > 0
+    assert not np.allclose(plain.A, corrected.A, rtol=1e-6, atol=1e-9)
+
+
 def test_posterior_draws_are_seeded_and_centred_on_the_fit() -> None:
     models = SessionModels(settings())
     learn_all(models, trajectory(4, 120))
-    fit = models.fit("balanced")
+    fit = models.fit("balanced", corrected=False)  # what predicts (module docstring)
     assert fit is not None
     one = models.strategy_model("balanced", rng=np.random.default_rng(5))
     two = models.strategy_model("balanced", rng=np.random.default_rng(5))
